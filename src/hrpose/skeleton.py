@@ -1,0 +1,163 @@
+"""Keypoint sets: names, flip permutation, limbs, OKS sigmas, colours and grouping order.
+
+A :class:`KeypointSpec` is validated once when built, so every layer can trust it. COCO-17 is
+built in as :data:`COCO17`; :meth:`KeypointSpec.from_coco_category` reads another set from a
+COCO file's ``categories[0]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+_COCO_NAMES = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
+_COCO_FLIP = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
+# COCO's 19-edge skeleton, converted from the 1-based indices of the annotation file.
+_COCO_SKELETON = tuple(
+    (a - 1, b - 1)
+    for a, b in (
+        (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8),
+        (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
+    )
+)  # fmt: skip
+_COCO_SIGMAS = (
+    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
+    0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089,
+)  # fmt: skip
+# The official HigherHRNet groups joints in this order: head, shoulders, hips, then limbs.
+_COCO_GROUPING_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+
+
+class KeypointSpecError(ValueError):
+    """A keypoint description is inconsistent (sizes, flip map, limb indices)."""
+
+
+def _default_colors(k: int) -> tuple[tuple[int, int, int], ...]:
+    """Distinct RGB colours: left side warm, right side cool, centre white-ish."""
+    palette = []
+    for i in range(k):
+        hue = (i * 37) % 180
+        palette.append((int(128 + 127 * ((hue % 60) / 60)), int(255 - 2 * hue % 200), 64 + hue))
+    return tuple(palette)
+
+
+@dataclass(frozen=True)
+class KeypointSpec:
+    """A validated keypoint set.
+
+    Attributes:
+        names: K keypoint names.
+        flip_index: K indices; ``flip_index[k]`` is the joint that ``k`` becomes under a
+            horizontal flip. Must be an involution.
+        skeleton: limbs as 0-based (a, b) pairs.
+        sigmas: K OKS sigmas (COCO units).
+        grouping_order: the order in which joints are matched into people when decoding.
+        colors: K RGB colours for drawing.
+    """
+
+    names: tuple[str, ...]
+    flip_index: tuple[int, ...]
+    skeleton: tuple[tuple[int, int], ...]
+    sigmas: tuple[float, ...]
+    grouping_order: tuple[int, ...] = ()
+    colors: tuple[tuple[int, int, int], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        k = len(self.names)
+        if k == 0:
+            raise KeypointSpecError("a keypoint spec needs at least one keypoint name")
+        if len(set(self.names)) != k:
+            raise KeypointSpecError(f"keypoint names must be unique, got {list(self.names)}")
+        if not self.grouping_order:
+            object.__setattr__(self, "grouping_order", tuple(range(k)))
+        if not self.colors:
+            object.__setattr__(self, "colors", _default_colors(k))
+        for attr in ("flip_index", "sigmas", "grouping_order", "colors"):
+            n = len(getattr(self, attr))
+            if n != k:
+                raise KeypointSpecError(f"{attr} has {n} entries but there are {k} keypoints")
+        flip = self.flip_index
+        if sorted(flip) != list(range(k)):
+            raise KeypointSpecError(f"flip_index must be a permutation of 0..{k - 1}, got {flip}")
+        bad = [i for i in range(k) if flip[flip[i]] != i]
+        if bad:
+            raise KeypointSpecError(
+                f"flip_index must be an involution (flipping twice gives the identity); "
+                f"it fails at joints {[self.names[i] for i in bad]}"
+            )
+        if sorted(self.grouping_order) != list(range(k)):
+            raise KeypointSpecError("grouping_order must be a permutation of 0..K-1")
+        for a, b in self.skeleton:
+            if not (0 <= a < k and 0 <= b < k):
+                raise KeypointSpecError(f"limb ({a}, {b}) refers to a joint outside 0..{k - 1}")
+        if any(s <= 0 for s in self.sigmas):
+            raise KeypointSpecError("OKS sigmas must be positive")
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def from_coco_category(
+        cls, category: Mapping, sigmas: Sequence[float] | None = None
+    ) -> KeypointSpec:
+        """Build a spec from a COCO ``categories[i]`` entry (``keypoints`` + 1-based ``skeleton``).
+
+        The flip map is derived from ``left_``/``right_`` name prefixes. A category with the
+        COCO-17 names gives :data:`COCO17` (with its sigmas and grouping order).
+        """
+        names = tuple(category.get("keypoints") or ())
+        if not names:
+            raise KeypointSpecError(
+                f"category {category.get('name', '?')!r} has no 'keypoints' list; "
+                "is this a COCO keypoints annotation file?"
+            )
+        if names == COCO17.names and sigmas is None:
+            return COCO17
+        index = {n: i for i, n in enumerate(names)}
+        flip = []
+        for n in names:
+            for a, b in (("left_", "right_"), ("right_", "left_"), ("l_", "r_"), ("r_", "l_")):
+                if n.startswith(a) and b + n[len(a) :] in index:
+                    flip.append(index[b + n[len(a) :]])
+                    break
+            else:
+                flip.append(index[n])
+        skeleton = tuple((int(a) - 1, int(b) - 1) for a, b in category.get("skeleton") or ())
+        if sigmas is None:
+            sigmas = [0.05] * len(names)  # unknown set: a neutral OKS sigma
+        return cls(names, tuple(flip), skeleton, tuple(float(s) for s in sigmas))
+
+
+COCO17 = KeypointSpec(
+    names=_COCO_NAMES,
+    flip_index=_COCO_FLIP,
+    skeleton=_COCO_SKELETON,
+    sigmas=_COCO_SIGMAS,
+    grouping_order=_COCO_GROUPING_ORDER,
+    colors=(
+        (255, 255, 255),
+        (255, 160, 60), (60, 160, 255), (255, 120, 40), (40, 120, 255),
+        (255, 80, 0), (0, 80, 255), (255, 170, 0), (0, 170, 255), (255, 220, 0), (0, 220, 255),
+        (230, 40, 120), (40, 230, 120), (230, 80, 160), (80, 230, 160),
+        (200, 0, 200), (0, 200, 200),
+    ),
+)  # fmt: skip
