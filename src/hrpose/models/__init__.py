@@ -1,7 +1,7 @@
 """Networks (nn only): HRNet backbone, HRNet-C classifier, HigherHRNet, and weight loading."""
 
 from hrpose.models.classifier import HRNetClassifier
-from hrpose.models.higher_hrnet import HigherHRNet, PoseOutputs
+from hrpose.models.higher_hrnet import HigherHRNet
 from hrpose.models.hrnet import HRNet, branch_channels
 from hrpose.models.summary import ModelSummary, summarize
 from hrpose.models.weights import (
@@ -19,7 +19,6 @@ __all__ = [
     "HigherHRNet",
     "LoadReport",
     "ModelSummary",
-    "PoseOutputs",
     "WeightsError",
     "branch_channels",
     "describe_arch",

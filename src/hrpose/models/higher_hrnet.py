@@ -5,22 +5,14 @@ Module names follow the official ``pose_higher_hrnet`` so its checkpoints load u
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import Tensor, nn
 
 from hrpose.models.blocks import BN_MOMENTUM, BasicBlock
 from hrpose.models.hrnet import HRNet
+from hrpose.structures import PoseOutput
 
 DECONV_BLOCKS = 4
-
-
-class PoseOutputs(NamedTuple):
-    """Network outputs: ``low`` (N, 2K, H/4, W/4) heatmaps then tags; ``high`` (N, K, H/2, W/2)."""
-
-    low: Tensor
-    high: Tensor
 
 
 class HigherHRNet(HRNet):
@@ -59,7 +51,7 @@ class HigherHRNet(HRNet):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: Tensor) -> PoseOutputs:  # type: ignore[override]
+    def forward(self, x: Tensor) -> PoseOutput:  # type: ignore[override]
         h, w = x.shape[-2:]
         if h % 32 or w % 32:
             raise ValueError(
@@ -69,4 +61,4 @@ class HigherHRNet(HRNet):
         low = self.final_layers[0](feat)
         feat = self.deconv_layers[0](torch.cat((feat, low), 1))
         high = self.final_layers[1](feat)
-        return PoseOutputs(low, high)
+        return PoseOutput(low, high)
