@@ -1,0 +1,151 @@
+"""The one module that talks to torch.distributed: torchrun env -> DistInfo, reductions.
+
+Everything else asks :func:`is_main` or receives a :class:`DistInfo`. Without torchrun (or with
+``use_DDP=False``) every function here degrades to the single-process answer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1 or dist.is_initialized()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def env_info() -> DistInfo:
+    """Read torchrun's RANK / LOCAL_RANK / WORLD_SIZE (defaults: a single process)."""
+    return DistInfo(
+        rank=int(os.environ.get("RANK", 0)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+    )
+
+
+def init_distributed(use_ddp: bool, device: torch.device, timeout_s: int = 600) -> DistInfo:
+    """Join the process group when launched by torchrun with ``use_ddp``; nccl on CUDA, gloo else.
+
+    The timeout makes collectives fail (and the job end) when a rank dies instead of hanging.
+    """
+    info = env_info()
+    if not use_ddp:
+        if info.world_size > 1:
+            raise RuntimeError(
+                f"launched with WORLD_SIZE={info.world_size} but trainer.use_DDP=False: "
+                "pass --trainer.use_DDP=True or run without torchrun"
+            )
+        return DistInfo()
+    if "RANK" not in os.environ:
+        # DDP asked for but not under torchrun: a one-process group keeps the code path equal.
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+        info = env_info()
+    if device.type == "cuda":
+        torch.cuda.set_device(info.local_rank)
+        backend = "nccl"
+        # Make NCCL errors/timeouts abort the process instead of blocking forever.
+        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+    else:
+        backend = "gloo"
+    dist.init_process_group(
+        backend,
+        rank=info.rank,
+        world_size=info.world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
+    return info
+
+
+def cleanup() -> None:
+    """Leave the process group (safe to call when none exists)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_main() -> bool:
+    """True on rank 0 or when not distributed: the only process that writes."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def _device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def reduce_mean(values: Mapping[str, float], weight: float = 1.0) -> dict[str, float]:
+    """Weighted mean of scalar metrics over ranks (weight = e.g. this rank's sample count)."""
+    if world_size() == 1 or not values:
+        return {k: float(v) for k, v in values.items()}
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) * weight for k in keys] + [weight], dtype=torch.float64)
+    t = t.to(_device())
+    dist.all_reduce(t)
+    t = t.cpu()
+    return {k: float(t[i] / t[-1]) for i, k in enumerate(keys)}
+
+
+def reduce_sum(values: Mapping[str, float]) -> dict[str, float]:
+    """Sum of scalar metrics over ranks (counts, correct predictions)."""
+    if world_size() == 1 or not values:
+        return {k: float(v) for k, v in values.items()}
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64).to(_device())
+    dist.all_reduce(t)
+    return {k: float(v) for k, v in zip(keys, t.cpu().tolist(), strict=True)}
+
+
+def any_rank(*flags: bool) -> list[bool]:
+    """For each flag, whether it is set on any rank (one all-reduce for all flags)."""
+    if world_size() == 1:
+        return [bool(f) for f in flags]
+    t = torch.tensor([float(f) for f in flags], dtype=torch.float32).to(_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v > 0) for v in t.cpu().tolist()]
+
+
+def broadcast_object(obj: object) -> object:
+    """Rank 0's ``obj`` on every rank (run ids, run folders)."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(obj: object) -> list[object]:
+    """Every rank's ``obj``, in rank order, on every rank (validation predictions)."""
+    if world_size() == 1:
+        return [obj]
+    out: list[object] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
