@@ -1,0 +1,126 @@
+"""The shared training loop on a toy task: exact resume, signals save, NaN stops, best by metric."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+from torch import nn
+
+from hrpose.config.load import load_config
+from hrpose.config.schema import ClassifierTrainConfig
+from hrpose.engine.checkpoint import load_checkpoint
+from hrpose.engine.loop import StepOutput, TaskParts, TrainingStopped, fit
+
+
+def _config(tmp_path, *extra: str) -> ClassifierTrainConfig:
+    return load_config(
+        ClassifierTrainConfig,
+        overrides=[
+            f"--setup.results_dir={tmp_path}",
+            "--setup.run_name=toy",
+            "--trainer.max_epochs=4",
+            "--trainer.progress=False",
+            "--tracking.mlflow=False",
+            "--optimizer.lr=0.1",
+            "--scheduler.milestones=[2]",
+            *extra,
+        ],
+    )
+
+
+def _builder(nan_at: int | None = None, kill_at: int | None = None, log: list | None = None):
+    def build(device, info):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        g = torch.Generator().manual_seed(1)
+        x, y = torch.randn(64, 4, generator=g), torch.randint(0, 3, (64,), generator=g)
+        data = torch.utils.data.TensorDataset(x, y)
+        loader = torch.utils.data.DataLoader(data, batch_size=16, shuffle=True)
+        calls = {"n": 0}
+
+        def step(m, batch, ctx):
+            calls["n"] += 1
+            if kill_at is not None and calls["n"] == kill_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            xb, yb = ctx.to_device(batch)
+            loss = nn.functional.cross_entropy(m(xb), yb)
+            if nan_at is not None and calls["n"] >= nan_at:
+                loss = loss * float("nan")
+            if log is not None:
+                log.append(round(float(loss.detach()), 6))
+            return StepOutput(loss, {"ce": loss.detach()}, len(xb))
+
+        def validate(m, ctx):
+            with torch.no_grad():
+                acc = (m(x).argmax(1) == y).float().mean()
+            return {"top1": float(acc) * 100}
+
+        return TaskParts(model, loader, step, validate, "top1")
+
+    return build
+
+
+def test_resume_is_exact(tmp_path) -> None:
+    straight: list[float] = []
+    res = fit(_config(tmp_path / "a"), _builder(log=straight), "classifier")
+    assert res.epochs_done == 4 and res.status == "FINISHED"
+    run = tmp_path / "a" / "classifier" / "toy"
+    assert (run / "checkpoints" / "best.pt").is_file() and (run / "metrics.csv").is_file()
+    assert (run / "epoch_metrics.png").is_file() and (run / "config.yaml").is_file()
+    assert len((run / "metrics.csv").read_text().splitlines()) == 5
+
+    first: list[float] = []
+    fit(_config(tmp_path / "b", "--trainer.max_epochs=2"), _builder(log=first), "classifier")
+    last = tmp_path / "b" / "classifier" / "toy" / "checkpoints" / "last.pt"
+    assert load_checkpoint(last)["epoch"] == 2
+    resumed: list[float] = []
+    res = fit(
+        _config(tmp_path / "b", f"--setup.ckpt_path={last}"), _builder(log=resumed), "classifier"
+    )
+    assert res.epochs_done == 4
+    assert first + resumed == straight  # same batches, same LR (milestone at 2), same losses
+    state = load_checkpoint(last)
+    assert state["epoch"] == 4 and state["step"] == 16
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01)
+
+
+def test_sigterm_saves_last_and_resumes(tmp_path) -> None:
+    res = fit(_config(tmp_path), _builder(kill_at=6), "classifier")
+    assert res.status == "KILLED"
+    last = tmp_path / "classifier" / "toy" / "checkpoints" / "last.pt"
+    assert load_checkpoint(last)["epoch"] == 1  # epoch 2 was interrupted and will run again
+    res = fit(_config(tmp_path, f"--setup.ckpt_path={last}"), _builder(), "classifier")
+    assert res.status == "FINISHED" and load_checkpoint(last)["epoch"] == 4
+
+
+def test_nan_loss_stops_with_message(tmp_path) -> None:
+    with pytest.raises(TrainingStopped, match="non-finite loss.*optimizer.lr"):
+        fit(_config(tmp_path), _builder(nan_at=6), "classifier")
+    last = tmp_path / "classifier" / "toy" / "checkpoints" / "last.pt"
+    assert load_checkpoint(last)["epoch"] == 1
+
+
+def test_existing_run_is_not_overwritten(tmp_path) -> None:
+    fit(_config(tmp_path, "--trainer.max_epochs=1"), _builder(), "classifier")
+    with pytest.raises(FileExistsError, match="ckpt_path"):
+        fit(_config(tmp_path, "--trainer.max_epochs=1"), _builder(), "classifier")
+
+
+def test_mlflow_local_store(tmp_path) -> None:
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    cfg = _config(tmp_path, "--trainer.max_epochs=2", "--tracking.mlflow=True",
+                  "--tracking.system_metrics=False")  # fmt: skip
+    fit(cfg, _builder(), "classifier")
+    client = MlflowClient(f"sqlite:///{tmp_path.resolve()}/mlflow.db")
+    exp = client.get_experiment_by_name("classifier")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.data.params["optimizer.name"] == "sgd"
+    assert "top1" in run.data.metrics and run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert len(history) == 2
