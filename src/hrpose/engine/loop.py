@@ -252,7 +252,10 @@ def _fit(
 
     train_model: nn.Module = model
     if trainer.sync_batchnorm and info.enabled:
-        train_model = nn.SyncBatchNorm.convert_sync_batchnorm(train_model)
+        if device.type == "cuda":
+            train_model = nn.SyncBatchNorm.convert_sync_batchnorm(train_model)
+        elif main:
+            print("trainer.sync_batchnorm ignored: SyncBatchNorm needs CUDA devices")
     if trainer.use_compile:
         train_model = torch.compile(train_model)
     if info.enabled:
