@@ -1,0 +1,1 @@
+"""Datasets, augmentation, target encoding and loaders for training."""

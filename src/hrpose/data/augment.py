@@ -1,0 +1,133 @@
+"""Training augmentation as the official HigherHRNet: random affine, then horizontal flip.
+
+Pure geometry plus an injected ``np.random.Generator``: the parameters are drawn first
+(:func:`draw_params`), then applied (:func:`apply`). One matrix per output resolution warps the
+masks and keypoints, one at the input resolution warps the image, with the official conventions
+(the ``200``-pixel scale unit, rotation about the output centre, and on flip
+``x <- R - x - 1`` at each output resolution R).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Ranges of the random affine and the flip probability (official w32_512 defaults)."""
+
+    max_rotation: float = 30.0
+    min_scale: float = 0.75
+    max_scale: float = 1.5
+    scale_type: str = "short"
+    max_translate: float = 40.0
+    flip: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.scale_type not in ("short", "long"):
+            raise ValueError(f"scale_type must be 'short' or 'long', got {self.scale_type!r}")
+        if not 0 < self.min_scale <= self.max_scale:
+            raise ValueError("need 0 < min_scale <= max_scale")
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One sample's random parameters."""
+
+    center: tuple[float, float]
+    scale: float  # in units of 200 pixels, as the official code
+    rotation: float  # degrees
+    flip: bool
+
+
+def draw_params(
+    image_size: tuple[int, int], params: AugmentParams, rng: np.random.Generator
+) -> Draw:
+    """Draw scale, rotation, translation and flip in the official order for a (w, h) image."""
+    width, height = image_size
+    base = (min if params.scale_type == "short" else max)(width, height) / 200
+    aug_scale = rng.random() * (params.max_scale - params.min_scale) + params.min_scale
+    scale = base * aug_scale
+    rotation = (rng.random() * 2 - 1) * params.max_rotation
+    cx, cy = width / 2, height / 2
+    if params.max_translate > 0:
+        bound = params.max_translate * scale
+        low, high = int(-bound), int(bound)
+        if high > low:
+            cx += int(rng.integers(low, high))
+            cy += int(rng.integers(low, high))
+    return Draw((cx, cy), scale, rotation, bool(rng.random() < params.flip))
+
+
+def affine_matrix(
+    center: Sequence[float], scale: float, res: int, rotation: float = 0.0
+) -> np.ndarray:
+    """(2, 3) matrix mapping image pixels to a ``res x res`` crop (official _get_affine_matrix)."""
+    h = 200 * scale
+    t = np.array(
+        [
+            [res / h, 0, res * (-float(center[0]) / h + 0.5)],
+            [0, res / h, res * (-float(center[1]) / h + 0.5)],
+            [0, 0, 1],
+        ]
+    )
+    if rotation != 0:
+        rad = -rotation * np.pi / 180
+        sn, cs = np.sin(rad), np.cos(rad)
+        rot = np.array([[cs, -sn, 0], [sn, cs, 0], [0, 0, 1]])
+        shift = np.array([[1, 0, -res / 2], [0, 1, -res / 2], [0, 0, 1]])
+        unshift = np.array([[1, 0, res / 2], [0, 1, res / 2], [0, 0, 1]])
+        t = unshift @ rot @ shift @ t
+    return t[:2]
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine to the x, y of (..., >=2) points; other columns are kept."""
+    out = np.array(points, dtype=np.float64, copy=True)
+    xy = out[..., :2]
+    out[..., :2] = xy @ matrix[:, :2].T + matrix[:, 2]
+    return out
+
+
+def flip_joints(joints: np.ndarray, flip_index: Sequence[int], res: int) -> np.ndarray:
+    """Mirror (N, K, 3) joints in a ``res``-wide frame: permute left/right, ``x <- res - x - 1``."""
+    out = np.asarray(joints)[:, list(flip_index)].copy()
+    out[..., 0] = res - out[..., 0] - 1
+    return out
+
+
+def apply(
+    image: np.ndarray,
+    mask: np.ndarray,
+    joints: np.ndarray,
+    draw: Draw,
+    input_size: int,
+    output_sizes: Sequence[int],
+    flip_index: Sequence[int],
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Warp image (to ``input_size``), mask and joints (to each output size), then maybe flip.
+
+    ``mask`` is True where the loss counts; it is warped as the official code does (uint8,
+    bilinear, > 0.5), so pixels from outside the image are excluded from the loss.
+    Returns the image (input_size, input_size, 3) uint8, float32 masks and float joints.
+    """
+    masks, joint_list = [], []
+    mask_u8 = (np.asarray(mask, dtype=np.float64) * 255).astype(np.uint8)
+    for res in output_sizes:
+        mat = affine_matrix(draw.center, draw.scale, res, draw.rotation)
+        m = cv2.warpAffine(mask_u8, mat, (res, res)) / 255
+        masks.append((m > 0.5).astype(np.float32))
+        joint_list.append(transform_points(joints, mat))
+    mat_in = affine_matrix(draw.center, draw.scale, input_size, draw.rotation)
+    image = cv2.warpAffine(image, mat_in, (input_size, input_size))
+    if draw.flip:
+        image = np.ascontiguousarray(image[:, ::-1])
+        masks = [np.ascontiguousarray(m[:, ::-1]) for m in masks]
+        joint_list = [
+            flip_joints(j, flip_index, res) for j, res in zip(joint_list, output_sizes, strict=True)
+        ]
+    return image, masks, joint_list

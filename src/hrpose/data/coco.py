@@ -1,0 +1,147 @@
+"""COCO person keypoints (pycocotools): image, keypoints (N, K, 3) and the loss mask.
+
+As the official ``CocoKeypoints``: training uses images with at least one person annotation;
+the mask is False on crowd regions and on persons without keypoints (True where the loss counts);
+crowd annotations without keypoints are not people. No augmentation here: a transform is passed in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from hrpose.skeleton import COCO17, KeypointSpec
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(RuntimeError):
+    """A dataset file that is missing or unreadable; the message names it and the fix."""
+
+
+@dataclass
+class PoseSample:
+    """One annotated image before augmentation."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    keypoints: np.ndarray  # (N, K, 3) float32 x, y, visibility
+    mask: np.ndarray  # (H, W) bool, True where the loss counts
+    image_id: int
+    file_name: str
+
+
+def coco_paths(root: str | Path, split: str, ann_file: str | None = None,
+               images_dir: str | None = None) -> tuple[Path, Path]:  # fmt: skip
+    """Annotation file and image folder of a COCO split under ``root`` (official layout)."""
+    root = Path(root)
+    ann = root / (ann_file or f"annotations/person_keypoints_{split}.json")
+    images = root / (images_dir or f"images/{split}")
+    return ann, images
+
+
+def read_image_rgb(path: str | Path) -> np.ndarray:
+    """Read an image as RGB uint8, ignoring EXIF orientation (COCO annotations use raw pixels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"image file missing: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise DatasetError(f"image file unreadable or corrupt: {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class CocoKeypoints:
+    """Indexable COCO keypoints split; ``transform(sample)`` (if given) makes the item."""
+
+    def __init__(
+        self,
+        ann_file: str | Path,
+        images_dir: str | Path,
+        *,
+        transform: Callable[[PoseSample], Any] | None = None,
+        train: bool = True,
+        skip_missing: bool = False,
+    ) -> None:
+        from pycocotools.coco import COCO
+
+        ann_file, images_dir = Path(ann_file), Path(images_dir)
+        if not ann_file.is_file():
+            root = ann_file.parent.parent
+            raise DatasetError(
+                f"annotation file not found: {ann_file}. Expected the COCO layout "
+                "<root>/annotations/person_keypoints_<split>.json and <root>/images/<split>/; "
+                f"download it with: hrpose prepare coco --root {root}"
+            )
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco = COCO(str(ann_file))
+        cats = self.coco.loadCats(self.coco.getCatIds())
+        has_spec = bool(cats) and bool(cats[0].get("keypoints"))
+        self.spec: KeypointSpec = KeypointSpec.from_coco_category(cats[0]) if has_spec else COCO17
+        ids = sorted(self.coco.getImgIds())
+        if train:
+            ids = [i for i in ids if self.coco.getAnnIds(imgIds=i, iscrowd=None)]
+        self.ids = ids
+        self.images_dir = images_dir
+        self.transform = transform
+        self.skip_missing = skip_missing
+        self.skipped: list[str] = []
+        if skip_missing:
+            present = []
+            for i in self.ids:
+                name = self.coco.imgs[i]["file_name"]
+                if (images_dir / name).is_file():
+                    present.append(i)
+                else:
+                    self.skipped.append(name)
+            if self.skipped:
+                log.warning("skipping %d images missing from %s", len(self.skipped), images_dir)
+            self.ids = present
+        if not self.ids:
+            raise DatasetError(f"no usable images in {ann_file} (images folder {images_dir})")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_path(self, index: int) -> Path:
+        return self.images_dir / self.coco.imgs[self.ids[index]]["file_name"]
+
+    def load(self, index: int) -> PoseSample:
+        """The raw sample: image, keypoints of people (not crowds), mask."""
+        img_id = self.ids[index]
+        info = self.coco.imgs[img_id]
+        image = read_image_rgb(self.images_dir / info["file_name"])
+        anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=img_id))
+        mask = ignore_mask(anns, info["height"], info["width"])
+        people = [a for a in anns if a.get("iscrowd", 0) == 0 or a.get("num_keypoints", 0) > 0]
+        k = self.spec.num_joints
+        kps = np.zeros((len(people), k, 3), np.float32)
+        for i, a in enumerate(people):
+            kps[i] = np.asarray(a["keypoints"], np.float32).reshape(-1, 3)[:k]
+        return PoseSample(image, kps, mask, img_id, info["file_name"])
+
+    def __getitem__(self, index: int) -> Any:
+        sample = self.load(index)
+        return self.transform(sample) if self.transform else sample
+
+
+def ignore_mask(anns: list[dict], height: int, width: int) -> np.ndarray:
+    """(H, W) bool, False on crowd regions and on persons annotated without keypoints."""
+    from pycocotools import mask as mask_utils
+
+    m = np.zeros((height, width), np.float64)
+    for a in anns:
+        if a.get("iscrowd", 0):
+            rle = mask_utils.frPyObjects(a["segmentation"], height, width)
+            m += mask_utils.decode(rle)
+        elif a.get("num_keypoints", 0) == 0 and a.get("segmentation"):
+            for rle in mask_utils.frPyObjects(a["segmentation"], height, width):
+                m += mask_utils.decode(rle)
+    return m < 0.5

@@ -1,0 +1,86 @@
+"""Training targets, pure numpy and vectorised: heatmaps and joint indices for the AE loss.
+
+Both equal the official HigherHRNet ``HeatmapGenerator`` / ``JointsGenerator`` output, without
+their Python loops over people and joints.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def gaussian_patch(sigma: float) -> np.ndarray:
+    """The official unnormalised Gaussian patch: side ``6*sigma+3``, centre ``3*sigma+1``."""
+    x = np.arange(0, 6 * sigma + 3, 1, float)
+    c = 3 * sigma + 1
+    return np.exp(-((x[None, :] - c) ** 2 + (x[:, None] - c) ** 2) / (2 * sigma**2))
+
+
+def _visible_in_bounds(joints: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer (truncated, as ``int()``) coordinates and the official visibility test."""
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim != 3 or joints.shape[-1] < 3:
+        raise ValueError(f"joints must be (N, K, 3) x, y, visibility; got shape {joints.shape}")
+    xi = np.trunc(joints[..., 0]).astype(np.int64)
+    yi = np.trunc(joints[..., 1]).astype(np.int64)
+    ok = (joints[..., 2] > 0) & (xi >= 0) & (yi >= 0) & (xi < size) & (yi < size)
+    return xi, yi, ok
+
+
+def heatmaps(joints: np.ndarray, size: int, sigma: float = 2.0) -> np.ndarray:
+    """(K, size, size) float32 target: per visible joint a Gaussian patch, max over people.
+
+    ``joints`` is (N, K, 3) with x, y in output pixels and visibility; a joint counts when its
+    visibility is > 0 and ``int(x), int(y)`` lies in [0, size), exactly as the official generator.
+    """
+    joints = np.asarray(joints)
+    k = joints.shape[1] if joints.ndim == 3 else 0
+    out = np.zeros((k, size, size), np.float32)
+    if joints.size == 0:
+        return out
+    xi, yi, ok = _visible_in_bounds(joints, size)
+    _, kk = np.nonzero(ok)
+    if kk.size == 0:
+        return out
+    g = gaussian_patch(sigma)
+    cx, cy = xi[ok], yi[ok]
+    # Official window [ul, br) with ul = round(x - 3s - 1), br = round(x + 3s + 2), clipped.
+    ulx, uly = np.round(cx - 3 * sigma - 1).astype(int), np.round(cy - 3 * sigma - 1).astype(int)
+    brx, bry = np.round(cx + 3 * sigma + 2).astype(int), np.round(cy + 3 * sigma + 2).astype(int)
+    span = int(min(g.shape[0], (brx - ulx).max(), (bry - uly).max()))
+    off = np.arange(span)
+    px = ulx[:, None] + off[None, :]  # (M, S)
+    py = uly[:, None] + off[None, :]
+    okx = (px >= 0) & (px < np.minimum(brx, size)[:, None])
+    oky = (py >= 0) & (py < np.minimum(bry, size)[:, None])
+    m, s = px.shape
+    valid = oky[:, :, None] & okx[:, None, :]  # (M, S, S)
+    kidx = np.broadcast_to(kk[:, None, None], (m, s, s))[valid]
+    yy = np.broadcast_to(py[:, :, None], (m, s, s))[valid]
+    xx = np.broadcast_to(px[:, None, :], (m, s, s))[valid]
+    vals = np.broadcast_to(g[None, :span, :span], (m, s, s))[valid].astype(np.float32)
+    flat = out.reshape(-1)
+    np.maximum.at(flat, (kidx * size + yy) * size + xx, vals)
+    return out
+
+
+def joint_indices(joints: np.ndarray, size: int, max_people: int = 30) -> np.ndarray:
+    """(max_people, K, 2) int64: per person its visible in-bounds joints, packed in joint order.
+
+    Entry ``[i, j]`` is ``(k * size**2 + y * size + x, 1)`` for person i's j-th counted joint k
+    (the flat index into the K tag maps), then ``(0, 0)`` padding, as the official
+    JointsGenerator. People beyond ``max_people`` are dropped (the first ``max_people`` in
+    annotation order are kept); the official code raises an IndexError there.
+    """
+    joints = np.asarray(joints)
+    k = joints.shape[1] if joints.ndim == 3 else 0
+    out = np.zeros((max_people, k, 2), np.int64)
+    if joints.size == 0:
+        return out
+    joints = joints[:max_people]
+    xi, yi, ok = _visible_in_bounds(joints, size)
+    slot = np.cumsum(ok, axis=1) - 1
+    person, joint = np.nonzero(ok)
+    out[person, slot[person, joint], 0] = joint * size * size + yi[ok] * size + xi[ok]
+    out[person, slot[person, joint], 1] = 1
+    return out
