@@ -1,0 +1,127 @@
+"""Decode time per 512 image at 1, 5, 15 and 30 people (flip on, refine on), ours vs official.
+
+The official decoder is timed in the same run when a local copy of the official repository is
+given (never part of hrpose):
+
+    HRPOSE_OFFICIAL=/path/to/HigherHRNet-Human-Pose-Estimation python benchmarks/bench_decode.py
+
+It needs ``munkres==1.1.4`` (the dev extra installs it). The same synthetic network outputs go to
+both decoders, and the benchmark also checks that they return the same people. Without the
+official copy only our times are printed. Also prints the share of decode in end-to-end CPU time
+(HigherHRNet-W32 forward with flip at 512).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from hrpose.decode import decode, input_size_for  # noqa: E402
+from hrpose.skeleton import COCO17  # noqa: E402
+from synthetic import make_outputs, random_people  # noqa: E402
+
+IMAGE = (640, 480)
+
+
+def _official():
+    root = os.environ.get("HRPOSE_OFFICIAL")
+    if not root:
+        return None
+    lib = Path(root) / "lib"
+    sys.path.insert(0, str(lib))
+    for alias, real in (("float", float), ("int", int), ("bool", bool)):
+        if not hasattr(np, alias):
+            setattr(np, alias, real)
+    shim = types.ModuleType("dataset.transforms")
+    shim.FLIP_CONFIG = {"COCO": list(COCO17.flip_index)}
+    sys.modules.setdefault("dataset", types.ModuleType("dataset"))
+    sys.modules["dataset.transforms"] = shim
+    from core.group import HeatmapParser
+    from core.inference import aggregate_results, get_multi_stage_outputs
+    from utils.transforms import get_final_preds, get_multi_scale_size
+
+    class Cfg(dict):
+        __getattr__ = dict.__getitem__
+
+    cfg = Cfg(
+        DATASET=Cfg(NUM_JOINTS=17, MAX_NUM_PEOPLE=30, WITH_CENTER=False, DATASET="coco_kpt"),
+        MODEL=Cfg(TAG_PER_JOINT=True),
+        LOSS=Cfg(WITH_HEATMAPS_LOSS=[True, True], WITH_AE_LOSS=[True, False]),
+        TEST=Cfg(DETECTION_THRESHOLD=0.1, TAG_THRESHOLD=1.0, USE_DETECTION_VAL=True,
+                 IGNORE_TOO_MUCH=False, NMS_KERNEL=5, NMS_PADDING=2, WITH_HEATMAPS=(True, True),
+                 WITH_AE=(True, False), PROJECT2IMAGE=True, FLIP_TEST=True, SCALE_FACTOR=[1],
+                 ADJUST=True, REFINE=True),
+    )  # fmt: skip
+    parser = HeatmapParser(cfg)
+
+    def run(outs, flips):
+        image = np.zeros((IMAGE[1], IMAGE[0], 3), np.uint8)
+        base, center, scale = get_multi_scale_size(image, 512, 1.0, 1.0)
+        calls = iter([outs, flips])
+        _, heat, tags = get_multi_stage_outputs(
+            cfg, lambda x: list(next(calls)), torch.zeros(1, 3, 8, 8), True, True, base
+        )
+        final, tag_list = aggregate_results(cfg, 1, None, [], heat, tags)
+        grouped, scores = parser.parse(final, torch.cat(tag_list, 4), True, True)
+        return get_final_preds(grouped, center, scale, [final.size(3), final.size(2)]), scores
+
+    return run
+
+
+def _median_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    official = _official()
+    print(f"decode of one {IMAGE[0]}x{IMAGE[1]} image at input 512 (flip, adjust, refine on)")
+    print(f"{'people':>6} {'hrpose ms':>10} {'official ms':>12} {'speed-up':>9}  same output")
+    ours_30 = None
+    for n in (1, 5, 15, 30):
+        xy, wh = random_people(n, IMAGE, seed=n)
+        outs, flips = make_outputs(xy, np.arange(n) * 3.0, wh, seed=n)
+        ours = decode(outs, image_size=IMAGE, flip_outputs=flips)
+        t_ours = _median_time(
+            lambda o=outs, f=flips: decode(o, image_size=IMAGE, flip_outputs=f), 3
+        )
+        ours_30 = t_ours
+        if official is None:
+            print(f"{n:>6} {t_ours * 1000:>10.1f} {'n/a':>12} {'n/a':>9}  (set HRPOSE_OFFICIAL)")
+            continue
+        res, _ = official(outs, flips)
+        same = len(res) == len(ours) and (
+            not res
+            or np.abs(np.stack([r[:, :2] for r in res]) - ours.keypoints[..., :2]).max() < 1e-3
+        )
+        t_off = _median_time(lambda o=outs, f=flips: official(o, f), 2)
+        print(
+            f"{n:>6} {t_ours * 1000:>10.1f} {t_off * 1000:>12.1f} {t_off / t_ours:>8.1f}x  {same}"
+        )
+    from hrpose.models import HigherHRNet
+
+    model = HigherHRNet(32).eval()
+    (w, h), _, _ = input_size_for(IMAGE)
+    x = torch.randn(1, 3, h, w)
+    with torch.no_grad():
+        t_fwd = _median_time(lambda: (model(x), model(torch.flip(x, [3]))), 2)
+    share = ours_30 / (ours_30 + t_fwd)
+    print(f"W32 forward with flip: {t_fwd * 1000:.0f} ms; decode share of end-to-end at 30 "
+          f"people: {share:.0%}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
