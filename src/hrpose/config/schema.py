@@ -150,6 +150,10 @@ class DataConfig:
     """Probability of a horizontal flip."""
     scale_type: str = "short"
     """Scale reference side of the image: short or long."""
+    repeat: int = 1
+    """Passes over the training set per epoch (tiny datasets: fewer epoch-end overheads)."""
+    augment: bool = True
+    """Random affine + flip; False = the whole image, centred, unaugmented (tiny overfit runs)."""
 
     def __post_init__(self) -> None:
         _check(self.input_size % 32 == 0, "data.input_size must be a multiple of 32")

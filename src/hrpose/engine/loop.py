@@ -406,7 +406,10 @@ def _fit(
                     if improved:
                         save_checkpoint(ckpt_dir / "best.pt", checkpoint_state(epoch + 1, metrics))
                     assert files is not None
-                    files.add_epoch(epoch + 1, metrics)
+                    validated = any(k not in ("lr", "img_per_s") and not k.startswith("train/")
+                                    for k in metrics)  # fmt: skip
+                    plot = validated or last_epoch or (epoch + 1) % 10 == 0
+                    files.add_epoch(epoch + 1, metrics, plot=plot)
                     tracker.log_metrics(metrics, step)
                     print(_summary_line(epoch, trainer.max_epochs, metrics, elapsed, improved))
                 dist_utils.barrier()

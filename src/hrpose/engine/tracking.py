@@ -144,8 +144,8 @@ class RunFiles:
                     if parsed.get("epoch", 0) <= resume_epoch:
                         self.rows.append(parsed)
 
-    def add_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Record epoch ``epoch`` (1-based) and rewrite csv + plots."""
+    def add_epoch(self, epoch: int, metrics: Mapping[str, float], plot: bool = True) -> None:
+        """Record epoch ``epoch`` (1-based), rewrite the csv and (if ``plot``) the plots."""
         self.rows = [r for r in self.rows if r.get("epoch") != epoch]
         self.rows.append({"epoch": float(epoch), **{k: float(v) for k, v in metrics.items()}})
         keys = ["epoch"] + sorted({k for r in self.rows for k in r} - {"epoch"})
@@ -157,7 +157,8 @@ class RunFiles:
             for r in self.rows:
                 writer.writerow({k: (int(v) if k == "epoch" else v) for k, v in r.items()})
         os.replace(tmp, self.csv)
-        self.plot()
+        if plot:
+            self.plot()
 
     def plot(self) -> list[Path]:
         """``epoch_metrics.png`` (one panel per metric) and a self-contained ``.html``."""

@@ -1,0 +1,1 @@
+"""Evaluation: COCO keypoint AP (pycocotools / faster-coco-eval), protocol records, top-k."""

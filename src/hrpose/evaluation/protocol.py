@@ -1,0 +1,46 @@
+"""The protocol record written next to every COCO evaluation: what exactly was measured."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hrpose import __version__
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class ProtocolRecord:
+    """Settings and provenance of one evaluation run."""
+
+    annotation_file: str
+    num_images: int
+    input_size: int
+    flip: bool
+    scales: list[float]
+    adjust: bool
+    refine: bool
+    detection_threshold: float
+    tag_threshold: float
+    max_people: int
+    nms_kernel: int
+    weights: str | None = None
+    weights_sha256: str | None = None
+    evaluator: str = "pycocotools"
+    hrpose_version: str = __version__
+    date: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="s"))
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)

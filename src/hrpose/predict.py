@@ -1,0 +1,189 @@
+"""Predictor: image -> People with HigherHRNet (torch or ONNX Runtime) and the official decoder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hrpose.decode import DecodeParams, decode, preprocess
+from hrpose.models import HigherHRNet, describe_arch, extract_state_dict, load_weights
+from hrpose.models.weights import WeightsError, read_checkpoint
+from hrpose.skeleton import COCO17, KeypointSpec
+from hrpose.structures import People
+
+WEIGHTS_HELP = (
+    "Official HigherHRNet weights: download pose_higher_hrnet_w32_512.pth from the model zoo "
+    "linked in the README of github.com/HRNet/HigherHRNet-Human-Pose-Estimation (Google Drive / "
+    "OneDrive), or train your own with `hrpose train pose` (its results/<experiment>/<run>/"
+    "checkpoints/best.pt). Use --weights random to run an untrained network on purpose."
+)
+
+
+@dataclass
+class Prediction:
+    """People of one image and the network outputs (for heatmap visualisation)."""
+
+    people: People
+    outputs: list[torch.Tensor] = field(default_factory=list)  # scale 1, batch 1
+
+
+def spec_from_checkpoint(obj: dict) -> KeypointSpec | None:
+    """The keypoint spec an hrpose checkpoint stores (``extra.keypoint_spec``), if any."""
+    raw = (obj.get("extra") or {}).get("keypoint_spec") if isinstance(obj, dict) else None
+    if not raw:
+        return None
+    return KeypointSpec(
+        names=tuple(raw["names"]),
+        flip_index=tuple(raw["flip_index"]),
+        skeleton=tuple(tuple(p) for p in raw["skeleton"]),
+        sigmas=tuple(raw["sigmas"]),
+        grouping_order=tuple(raw.get("grouping_order", ())),
+    )
+
+
+def spec_to_dict(spec: KeypointSpec) -> dict:
+    """Plain-data form of a spec (stored in checkpoints and ONNX metadata)."""
+    return {
+        "names": list(spec.names),
+        "flip_index": list(spec.flip_index),
+        "skeleton": [list(p) for p in spec.skeleton],
+        "sigmas": list(spec.sigmas),
+        "grouping_order": list(spec.grouping_order),
+    }
+
+
+class Predictor:
+    """Runs the network on an RGB image (with flip and scales as configured) and decodes people."""
+
+    def __init__(
+        self,
+        model: nn.Module | Any,
+        *,
+        spec: KeypointSpec = COCO17,
+        input_size: int = 512,
+        params: DecodeParams | None = None,
+        device: str | torch.device = "cpu",
+        description: str = "",
+    ) -> None:
+        self.spec = spec
+        self.input_size = input_size
+        self.params = params or DecodeParams()
+        self.device = torch.device(device)
+        self.description = description
+        if isinstance(model, nn.Module):
+            model = model.to(self.device).eval()
+        self.model = model
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: str | Path,
+        *,
+        width: int | None = None,
+        num_joints: int | None = None,
+        **kwargs: Any,
+    ) -> Predictor:
+        """From an official or hrpose checkpoint (architecture read from it), an ``.onnx`` file,
+        or ``"random"`` (an untrained HigherHRNet, width 32 unless given)."""
+        if str(weights) == "random":
+            torch.manual_seed(0)
+            model = HigherHRNet(width or 32, num_joints or 17)
+            spec = kwargs.pop("spec", COCO17 if (num_joints or 17) == 17 else None)
+            if spec is None:
+                raise ValueError("a random model with a non-COCO joint count needs spec=")
+            return cls(model, spec=spec, description=f"random HigherHRNet-W{width or 32} "
+                       "(untrained: predictions are meaningless)", **kwargs)  # fmt: skip
+        path = Path(weights)
+        if path.suffix == ".onnx":
+            return cls.from_onnx(path, **kwargs)
+        obj = read_checkpoint(path)
+        state = extract_state_dict(obj)
+        arch = describe_arch(state)
+        if arch.get("kind") != "HigherHRNet":
+            raise WeightsError(
+                f"{path} holds a {arch.get('kind', 'unknown model')} checkpoint, not HigherHRNet "
+                "pose weights. " + WEIGHTS_HELP
+            )
+        w = width or int(arch["width"])
+        k = num_joints or int(arch["num_joints"])
+        model = HigherHRNet(w, k, init_weights=False)
+        load_weights(model, state)
+        spec = kwargs.pop("spec", None) or spec_from_checkpoint(obj) or COCO17
+        if spec.num_joints != k:
+            raise WeightsError(
+                f"{path} predicts {k} joints but the keypoint spec has {spec.num_joints}"
+            )
+        return cls(model, spec=spec, description=f"HigherHRNet-W{w} from {path}", **kwargs)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, **kwargs: Any) -> Predictor:
+        """An exported model run by ONNX Runtime; its metadata gives the input size and spec."""
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise RuntimeError("onnxruntime is not installed: pip install 'hrpose[onnx]'") from e
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        meta = session.get_modelmeta().custom_metadata_map
+        spec = COCO17
+        if "keypoint_spec" in meta:
+            spec = spec_from_checkpoint(
+                {"extra": {"keypoint_spec": json.loads(meta["keypoint_spec"])}}
+            )
+        kwargs.setdefault("input_size", int(meta.get("input_size", 512)))
+        return cls(_OnnxModel(session), spec=spec or COCO17, description=f"ONNX {path}", **kwargs)
+
+    @torch.no_grad()
+    def forward(self, image: np.ndarray) -> tuple[list, list | None, list[torch.Tensor]]:
+        """Network outputs per scale for the image and (flip test) its mirror."""
+        outs, flips = [], []
+        min_scale = min(self.params.scales)
+        for s in self.params.scales:
+            x, _ = preprocess(image, self.input_size, s, min_scale)
+            batch = x[None].to(self.device)
+            if self.params.flip:
+                batch = torch.cat([batch, torch.flip(batch, [3])])
+            y = [t.float() for t in self.model(batch)]
+            outs.append([t[:1] for t in y])
+            if self.params.flip:
+                flips.append([t[1:] for t in y])
+        first = outs[self.params.scales.index(1.0)]
+        return outs, (flips if self.params.flip else None), first
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """People (original image pixels) and the scale-1 outputs for one RGB uint8 image."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}"
+            )
+        outs, flips, first = self.forward(image)
+        multi = len(self.params.scales) > 1
+        people = decode(
+            outs if multi else outs[0],
+            image_size=(image.shape[1], image.shape[0]),
+            input_size=self.input_size,
+            flip_outputs=None if flips is None else (flips if multi else flips[0]),
+            spec=self.spec,
+            params=self.params,
+        )
+        return Prediction(people, first)
+
+    def __call__(self, image: np.ndarray) -> People:
+        return self.predict(image).people
+
+
+class _OnnxModel:
+    """Callable like the torch model: batch tensor in, list of output tensors out."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def __call__(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        outs = self.session.run(None, {self.input_name: batch.cpu().numpy()})
+        return [torch.from_numpy(o) for o in outs]

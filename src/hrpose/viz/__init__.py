@@ -1,0 +1,1 @@
+"""Visualisation: skeleton drawing, heatmap grids, tag plots (pure) and video I/O."""
