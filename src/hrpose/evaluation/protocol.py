@@ -39,7 +39,9 @@ class ProtocolRecord:
     weights_sha256: str | None = None
     evaluator: str = "pycocotools"
     hrpose_version: str = __version__
-    date: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="s"))
+    date: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+    )
     stats: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
