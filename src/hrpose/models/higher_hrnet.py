@@ -53,7 +53,7 @@ class HigherHRNet(HRNet):
 
     def forward(self, x: Tensor) -> PoseOutput:  # type: ignore[override]
         h, w = x.shape[-2:]
-        if h % 32 or w % 32:
+        if not torch.jit.is_tracing() and (h % 32 or w % 32):
             raise ValueError(
                 f"HigherHRNet input height and width must be multiples of 32, got {h}x{w}"
             )
