@@ -29,6 +29,7 @@ LAYERS = {
     "predict": 2,
     "export": 2,
     "evaluation": 2,
+    "prepare": 2,
     "viz": 2,
     "cli": 3,
 }

@@ -1,0 +1,40 @@
+"""`hrpose prepare coco|imagenet`: download and lay out the datasets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="hrpose prepare", description="Download and lay out data.")
+    sub = p.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("coco", help="COCO 2017 keypoints (images + annotations, ~20 GB)")
+    c.add_argument("--root", default="data/COCO")
+    c.add_argument("--splits", nargs="+", default=["train2017", "val2017"])
+    c.add_argument("--base-url", default=None, help="mirror of images.cocodataset.org")
+    c.add_argument("--keep-archives", action="store_true")
+    i = sub.add_parser("imagenet", help="ImageNet class folders from the Kaggle zip")
+    i.add_argument("--root", default="data/ImageNet")
+    i.add_argument("--archive", default="imagenet-object-localization-challenge.zip")
+    args = p.parse_args(argv)
+    from hrpose.prepare.download import DownloadError
+
+    try:
+        if args.what == "coco":
+            from hrpose.prepare.coco import BASE_URL, prepare_coco
+
+            prepare_coco(
+                args.root,
+                tuple(args.splits),
+                args.base_url or BASE_URL,
+                keep_archives=args.keep_archives,
+            )
+        else:
+            from hrpose.prepare.imagenet import prepare_imagenet
+
+            prepare_imagenet(args.archive, args.root)
+    except DownloadError as e:
+        print(f"hrpose prepare: {e}", file=sys.stderr)
+        return 1
+    return 0

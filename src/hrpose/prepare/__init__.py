@@ -1,0 +1,1 @@
+"""Data preparation: resumable verified downloads, COCO 2017 and ImageNet layouts."""
