@@ -16,26 +16,35 @@ def gaussian_patch(sigma: float) -> np.ndarray:
     return np.exp(-((x[None, :] - c) ** 2 + (x[:, None] - c) ** 2) / (2 * sigma**2))
 
 
-def _visible_in_bounds(joints: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _wh(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int | np.integer) else (int(size[0]), int(size[1]))
+
+
+def _visible_in_bounds(
+    joints: np.ndarray, size: int | tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Integer (truncated, as ``int()``) coordinates and the official visibility test."""
     joints = np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3 or joints.shape[-1] < 3:
         raise ValueError(f"joints must be (N, K, 3) x, y, visibility; got shape {joints.shape}")
+    w, h = _wh(size)
     xi = np.trunc(joints[..., 0]).astype(np.int64)
     yi = np.trunc(joints[..., 1]).astype(np.int64)
-    ok = (joints[..., 2] > 0) & (xi >= 0) & (yi >= 0) & (xi < size) & (yi < size)
+    ok = (joints[..., 2] > 0) & (xi >= 0) & (yi >= 0) & (xi < w) & (yi < h)
     return xi, yi, ok
 
 
-def heatmaps(joints: np.ndarray, size: int, sigma: float = 2.0) -> np.ndarray:
-    """(K, size, size) float32 target: per visible joint a Gaussian patch, max over people.
+def heatmaps(joints: np.ndarray, size: int | tuple[int, int], sigma: float = 2.0) -> np.ndarray:
+    """(K, H, W) float32 target: per visible joint a Gaussian patch, max over people.
 
-    ``joints`` is (N, K, 3) with x, y in output pixels and visibility; a joint counts when its
-    visibility is > 0 and ``int(x), int(y)`` lies in [0, size), exactly as the official generator.
+    ``joints`` is (N, K, 3) with x, y in output pixels and visibility; ``size`` is the side of a
+    square map (official) or (W, H). A joint counts when its visibility is > 0 and
+    ``int(x), int(y)`` lies inside the map, exactly as the official generator.
     """
     joints = np.asarray(joints)
     k = joints.shape[1] if joints.ndim == 3 else 0
-    out = np.zeros((k, size, size), np.float32)
+    w, h = _wh(size)
+    out = np.zeros((k, h, w), np.float32)
     if joints.size == 0:
         return out
     xi, yi, ok = _visible_in_bounds(joints, size)
@@ -51,8 +60,8 @@ def heatmaps(joints: np.ndarray, size: int, sigma: float = 2.0) -> np.ndarray:
     off = np.arange(span)
     px = ulx[:, None] + off[None, :]  # (M, S)
     py = uly[:, None] + off[None, :]
-    okx = (px >= 0) & (px < np.minimum(brx, size)[:, None])
-    oky = (py >= 0) & (py < np.minimum(bry, size)[:, None])
+    okx = (px >= 0) & (px < np.minimum(brx, w)[:, None])
+    oky = (py >= 0) & (py < np.minimum(bry, h)[:, None])
     m, s = px.shape
     valid = oky[:, :, None] & okx[:, None, :]  # (M, S, S)
     kidx = np.broadcast_to(kk[:, None, None], (m, s, s))[valid]
@@ -60,14 +69,16 @@ def heatmaps(joints: np.ndarray, size: int, sigma: float = 2.0) -> np.ndarray:
     xx = np.broadcast_to(px[:, None, :], (m, s, s))[valid]
     vals = np.broadcast_to(g[None, :span, :span], (m, s, s))[valid].astype(np.float32)
     flat = out.reshape(-1)
-    np.maximum.at(flat, (kidx * size + yy) * size + xx, vals)
+    np.maximum.at(flat, (kidx * h + yy) * w + xx, vals)
     return out
 
 
-def joint_indices(joints: np.ndarray, size: int, max_people: int = 30) -> np.ndarray:
+def joint_indices(
+    joints: np.ndarray, size: int | tuple[int, int], max_people: int = 30
+) -> np.ndarray:
     """(max_people, K, 2) int64: per person its visible in-bounds joints, packed in joint order.
 
-    Entry ``[i, j]`` is ``(k * size**2 + y * size + x, 1)`` for person i's j-th counted joint k
+    Entry ``[i, j]`` is ``(k * H * W + y * W + x, 1)`` for person i's j-th counted joint k
     (the flat index into the K tag maps), then ``(0, 0)`` padding, as the official
     JointsGenerator. People beyond ``max_people`` are dropped (the first ``max_people`` in
     annotation order are kept); the official code raises an IndexError there.
@@ -81,6 +92,7 @@ def joint_indices(joints: np.ndarray, size: int, max_people: int = 30) -> np.nda
     xi, yi, ok = _visible_in_bounds(joints, size)
     slot = np.cumsum(ok, axis=1) - 1
     person, joint = np.nonzero(ok)
-    out[person, slot[person, joint], 0] = joint * size * size + yi[ok] * size + xi[ok]
+    w, h = _wh(size)
+    out[person, slot[person, joint], 0] = joint * h * w + yi[ok] * w + xi[ok]
     out[person, slot[person, joint], 1] = 1
     return out

@@ -49,6 +49,11 @@ def build_pose_task(cfg: PoseTrainConfig, device: torch.device, info: Any) -> Ta
             f"{ann} has {spec.num_joints} keypoints but model.num_joints={cfg.model.num_joints}"
         )
     aug = None
+    if not d.augment and cfg.dataloader.batch_size != 1:
+        raise ValueError(
+            "data.augment=False trains on the test-time geometry, whose image sizes differ: "
+            "set --dataloader.batch_size=1"
+        )
     if d.augment:
         aug = AugmentParams(d.max_rotation, d.min_scale, d.max_scale, d.scale_type,
                             d.max_translate, d.flip)  # fmt: skip
