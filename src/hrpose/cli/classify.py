@@ -1,0 +1,79 @@
+"""`hrpose classify SOURCE --weights W`: top-5 classes of an image or a folder (HRNet-C)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="hrpose classify", description=__doc__)
+    p.add_argument("source", help="an image or a folder of images")
+    p.add_argument("--weights", required=True, help="official HRNet-W32-C or hrpose classifier")
+    p.add_argument("--labels", help="labels.json from `hrpose prepare imagenet` (wnid -> name)")
+    p.add_argument("--output", default=None, help="also write images with the top-5 drawn")
+    p.add_argument("--topk", type=int, default=5)
+    args = p.parse_args(argv)
+    import cv2
+    import torch
+
+    from hrpose.cli.eval_classifier import load_classifier
+    from hrpose.data.imagenet import ValTransform
+    from hrpose.data.images import ImageReadError, list_images, read_image
+    from hrpose.models.weights import WeightsError
+
+    try:
+        model, classes, names = load_classifier(args.weights)
+    except WeightsError as e:
+        print(f"hrpose classify: {e}", file=sys.stderr)
+        return 2
+    if args.labels:
+        mapping = json.loads(Path(args.labels).read_text())
+        keys = classes or sorted(mapping)
+        if len(keys) == model.num_classes:
+            names = [mapping.get(k, k) for k in keys]
+        else:
+            print(
+                f"{args.labels} has {len(keys)} classes, the model {model.num_classes}: "
+                "showing class indices",
+                file=sys.stderr,
+            )
+    names = names or [f"class {i}" for i in range(model.num_classes)]
+    src = Path(args.source)
+    paths = list_images(src) if src.is_dir() else [src]
+    transform, failed = ValTransform(), 0
+    out = Path(args.output) if args.output else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        try:
+            image = read_image(path)
+        except ImageReadError as e:
+            print(f"skipped {e}", file=sys.stderr)
+            failed += 1
+            continue
+        with torch.no_grad():
+            prob = torch.softmax(model(transform(image)[None]), 1)[0]
+        top = prob.topk(min(args.topk, len(prob)))
+        lines = [
+            f"{names[i]} {v:.1%}"
+            for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        ]
+        print(f"{path.name}: " + "; ".join(lines))
+        if out:
+            canvas = image.copy()
+            for n, text in enumerate(lines):
+                cv2.putText(
+                    canvas,
+                    text,
+                    (8, 22 + 20 * n),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.6,
+                    (255, 255, 0),
+                    2,
+                    cv2.LINE_AA,
+                )
+            cv2.imwrite(str(out / f"{path.stem}_top{args.topk}.jpg"), canvas[:, :, ::-1])
+    return 1 if failed else 0

@@ -1,0 +1,131 @@
+"""`hrpose train classifier` learns on a small synthetic ImageNet-layout folder."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from hrpose.cli import main
+from hrpose.data.coco import DatasetError
+from hrpose.data.imagenet import ImageFolder, TrainTransform, ValTransform
+from hrpose.engine.checkpoint import load_checkpoint
+
+
+def _make_folder(root, per_class: int, seed: int) -> None:
+    """Three classes told apart by colour: red, green and blue noisy squares."""
+    rng = np.random.default_rng(seed)
+    for c, wnid in enumerate(("n000red", "n001green", "n002blue")):
+        d = root / wnid
+        d.mkdir(parents=True)
+        for i in range(per_class):
+            img = rng.integers(0, 60, (48, 64, 3)).astype(np.uint8)
+            img[..., c] = rng.integers(150, 255, (48, 64))
+            cv2.imwrite(str(d / f"{i}.JPEG"), img[:, :, ::-1])
+
+
+@pytest.fixture(scope="module")
+def imagenet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imagenet")
+    _make_folder(root / "train", 12, 0)
+    _make_folder(root / "val", 6, 1)
+    (root / "labels.json").write_text('{"n000red": "red thing"}')
+    return root
+
+
+def test_transforms_and_errors(imagenet, tmp_path) -> None:
+    ds = ImageFolder(imagenet / "train", TrainTransform(32))
+    assert len(ds) == 36 and ds.classes[0] == "n000red"
+    x, y = ds[0]
+    assert x.shape == (3, 32, 32) and y == 0
+    assert ValTransform(32, 40)(np.zeros((50, 80, 3), np.uint8)).shape == (3, 32, 32)
+    with pytest.raises(DatasetError, match="prepare imagenet"):
+        ImageFolder(tmp_path / "absent")
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="no images"):
+        ImageFolder(tmp_path / "empty")
+
+
+@pytest.mark.slow
+def test_classifier_learns(imagenet, tmp_path, capsys) -> None:
+    rc = main(
+        [
+            "train",
+            "classifier",
+            f"--dataloader.train_ds.root={imagenet}",
+            f"--dataloader.val_ds.root={imagenet}",
+            "--dataloader.batch_size=6",
+            "--dataloader.num_workers=0",
+            "--model.width=8",
+            "--model.num_classes=3",
+            "--data.input_size=32",
+            "--data.resize_size=36",
+            "--trainer.max_epochs=10",
+            "--optimizer.lr=0.02",
+            "--optimizer.weight_decay=0",
+            "--scheduler.milestones=[100]",
+            f"--setup.results_dir={tmp_path}",
+            "--setup.run_name=r",
+            "--tracking.mlflow=False",
+            "--trainer.progress=False",
+        ]
+    )
+    assert rc == 0
+    state = load_checkpoint(tmp_path / "classifier" / "r" / "checkpoints" / "best.pt")
+    assert state["metrics"]["top1"] > 60  # chance is 33%
+    assert state["extra"]["class_names"][0] == "red thing"
+    rc = main(
+        [
+            "train",
+            "classifier",
+            f"--dataloader.train_ds.root={imagenet}",
+            "--model.num_classes=5",
+            f"--setup.results_dir={tmp_path}",
+            "--tracking.mlflow=False",
+        ]
+    )
+    assert rc == 1 and "--model.num_classes=3" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_and_classify_cli(imagenet, tmp_path, capsys) -> None:
+    import torch
+
+    from hrpose.models import HRNetClassifier
+
+    torch.manual_seed(0)
+    weights = tmp_path / "cls.pth"
+    torch.save(HRNetClassifier(8, 3).state_dict(), weights)
+    assert (
+        main(
+            [
+                "eval",
+                "classifier",
+                "--weights",
+                str(weights),
+                f"--data.root={imagenet}",
+                "--input-size",
+                "32",
+                "--resize",
+                "36",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert "top-1" in capsys.readouterr().out
+    rc = main(
+        [
+            "classify",
+            str(imagenet / "val" / "n000red"),
+            "--weights",
+            str(weights),
+            "--labels",
+            str(imagenet / "labels.json"),
+            "--output",
+            str(tmp_path / "o"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0 and out.count("%") >= 6 and len(list((tmp_path / "o").iterdir())) == 6
