@@ -77,12 +77,17 @@ def aggregate(
             heats.append(fheat)
             tagss.append(ftags)
         heats = [_resize(h, hw) for h in heats]
-        tagss = [_resize(t, hw) for t in tagss]
         if scale == 1 or single:
-            tag_list += [t.unsqueeze(4) for t in tagss]
+            # One resize of the (K, T)-interleaved channels yields the planes (1, K, T, H, W)
+            # directly; bilinear resizing treats channels independently, so values are unchanged.
+            low = torch.stack(tagss, dim=2)
+            k, t = low.shape[1], low.shape[2]
+            tag_list.append(_resize(low.flatten(1, 2), hw).unflatten(1, (k, t)))
         avg = (heats[0] + heats[1]) / 2.0 if flipped is not None else heats[0]
         final = avg if final is None else final + avg
     if not tag_list:
         raise ValueError("multi-scale test needs scale 1.0 among the scales (its tags are used)")
     assert final is not None
-    return final / float(len(per_scale)), torch.cat(tag_list, dim=4)
+    # Planes (1, K, T, H, W) returned as a (1, K, H, W, T) view: the decoder reads the planes
+    # without another copy.
+    return final / float(len(per_scale)), tag_list[0].permute(0, 1, 3, 4, 2)

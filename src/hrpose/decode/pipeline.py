@@ -78,7 +78,8 @@ def decode_maps(
         people = adjust(people, det)
     scores = people[:, :, 2].mean(axis=1) if len(people) else np.zeros(0, np.float32)
     if params.refine and len(people):
-        people = refine(people, det, tags[0].detach().cpu().float().numpy())
+        planes = tags[0].detach().cpu().float().permute(0, 3, 1, 2)  # (K, T, H, W)
+        people = refine(people, det, planes.numpy())
     return people, scores
 
 

@@ -47,15 +47,15 @@ def _scores(det: torch.Tensor, planes: torch.Tensor, means: torch.Tensor) -> tor
 def refine(
     people: np.ndarray,
     det: np.ndarray,
-    tag: np.ndarray,
+    planes: np.ndarray,
     chunk_pixels: int = 1 << 24,
     top_pixels: int = 4096,
 ) -> np.ndarray:
     """Fill each person's missing joints at ``argmax(det - round(|tag - person mean tag|))``.
 
-    ``people`` (P, K, >=3), ``det`` (K, H, W), ``tag`` (K, H, W, T). A missing joint (score 0)
-    takes the position (+0.5 and the quarter adjustment) and heatmap value there when that value
-    is > 0, as the official ``refine``.
+    ``people`` (P, K, >=3), ``det`` (K, H, W), ``planes`` (K, T, H, W) tags. A missing joint
+    (score 0) takes the position (+0.5 and the quarter adjustment) and heatmap value there when
+    that value is > 0, as the official ``refine``.
     """
     out = people.copy()
     num_people, num_joints = people.shape[:2]
@@ -69,9 +69,9 @@ def refine(
     ys = people[:, :, 1].astype(np.int32)
     means = np.stack(
         [
-            np.mean(tag[found[i], ys[i, found[i]], xs[i, found[i]]], axis=0)
+            np.mean(planes[found[i], :, ys[i, found[i]], xs[i, found[i]]], axis=0)
             if found[i].any()
-            else np.full(tag.shape[-1], np.nan, np.float32)
+            else np.full(planes.shape[1], np.nan, np.float32)
             for i in range(num_people)
         ]
     )
@@ -79,8 +79,7 @@ def refine(
     if pi.size == 0:
         return out
     det_t = torch.from_numpy(np.ascontiguousarray(det)).reshape(num_joints, -1)
-    planes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(tag, -1, 1)))  # (K, T, H, W)
-    planes = planes.reshape(num_joints, tag.shape[-1], -1)
+    tag_t = torch.from_numpy(np.ascontiguousarray(planes)).reshape(num_joints, planes.shape[1], -1)
     mean_t = torch.from_numpy(means.astype(np.float32))
     flat_idx = np.empty(pi.size, np.int64)
     step = max(1, chunk_pixels // (h * w))
@@ -88,20 +87,21 @@ def refine(
     # One joint at a time, all people missing it at once. score = det - round(dist) <= det, so
     # when the best score among the `top` highest-heatmap pixels beats every other pixel's heatmap
     # value, it is the argmax over the whole map; only the remaining people need the full map.
-    for k in np.unique(ki):
+    joints = np.unique(ki)
+    top_vals, top_idxs = torch.topk(det_t[torch.from_numpy(joints)], top, dim=1)
+    order = torch.argsort(top_idxs, dim=1)  # flat order, so ties resolve to the first pixel
+    top_vals, top_idxs = top_vals.gather(1, order), top_idxs.gather(1, order)
+    for k, top_val, top_idx in zip(joints, top_vals, top_idxs, strict=True):
         rows = np.flatnonzero(ki == k)
-        top_val, top_idx = torch.topk(det_t[k], top)
-        order = torch.argsort(top_idx)  # flat order, so ties resolve to the first pixel
-        top_val, top_idx = top_val[order], top_idx[order]
         bound = float(torch.min(top_val)) if top < h * w else -np.inf
         m = mean_t[torch.from_numpy(pi[rows])]
-        score = _scores(det_t[k][top_idx], planes[k][:, top_idx], m)
+        score = _scores(det_t[k][top_idx], tag_t[k][:, top_idx], m)
         best, arg = torch.max(score, dim=1)
         flat_idx[rows] = top_idx[arg].numpy()
         rest = rows[(best <= bound).numpy()]
         for s in range(0, rest.size, step):  # bounded memory: `step` full maps at a time
             sel = rest[s : s + step]
-            score = _scores(det_t[k], planes[k], mean_t[torch.from_numpy(pi[sel])])
+            score = _scores(det_t[k], tag_t[k], mean_t[torch.from_numpy(pi[sel])])
             flat_idx[sel] = torch.argmax(score, dim=1).numpy()
     yy, xx = np.divmod(flat_idx, w)
     val = det[ki, yy, xx]
