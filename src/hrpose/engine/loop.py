@@ -195,6 +195,8 @@ def fit(
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     torch.manual_seed(setup.seed + info.rank)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # tiny activations of a fresh net slow CPU math otherwise
     try:
         return _fit(cfg, build, task_name, device, info, main)
     finally:
