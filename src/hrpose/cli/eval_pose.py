@@ -62,7 +62,14 @@ def main(argv: list[str]) -> int:
         )
         return 2
     if args.results:
-        stats, _ = evaluate_keypoints(args.results, ann, backend=args.backend, print_summary=True)
+        try:
+            stats, _ = evaluate_keypoints(
+                args.results, ann, backend=args.backend, print_summary=True
+            )
+        except (ValueError, FileNotFoundError) as e:
+            print(f"hrpose eval pose: {e}", file=sys.stderr)
+            return 2
+        print(f"AP {stats['AP']:.4f}")
         return 0
     if not args.weights:
         from hrpose.predict import WEIGHTS_HELP

@@ -51,6 +51,36 @@ def _backend(name: str):
     raise ValueError(f"unknown evaluator {name!r}: use pycocotools or faster-coco-eval")
 
 
+def load_results(path: str | Path) -> list[dict]:
+    """A COCO keypoint results JSON (a list of dicts), with clear errors for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file not found: {path}")
+    try:
+        data = json.loads(path.read_text() or "null")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from e
+    if not isinstance(data, list):
+        raise ValueError(
+            f"{path} must hold a JSON list of COCO keypoint results, got {type(data).__name__}"
+        )
+    return data
+
+
+def check_results(results: Sequence[dict], image_ids: set[int], annotation_file: object) -> None:
+    """Every result names a known image and has 3K keypoint values and a score."""
+    unknown = sorted({r.get("image_id") for r in results} - image_ids, key=str)
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} image id(s) in the results are not in {annotation_file}: "
+            f"{unknown[:5]}; were the results made for another split?"
+        )
+    for i, r in enumerate(results):
+        kp = r.get("keypoints")
+        if not isinstance(kp, list) or len(kp) % 3 or "score" not in r:
+            raise ValueError(f"result {i} needs 'keypoints' (3 values per joint) and a 'score'")
+
+
 def evaluate_keypoints(
     results: Sequence[dict] | str | Path,
     annotation_file: str | Path,
@@ -66,11 +96,14 @@ def evaluate_keypoints(
     """
     coco_cls, eval_cls = _backend(backend)
     if isinstance(results, str | Path):
-        results = json.loads(Path(results).read_text())
+        results = load_results(results)
     results = list(results)
+    if not Path(annotation_file).is_file():
+        raise FileNotFoundError(f"annotation file not found: {annotation_file}")
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         gt = coco_cls(str(annotation_file))
+    check_results(results, set(gt.getImgIds()), annotation_file)
     if not results:
         stats = dict.fromkeys(STAT_NAMES, 0.0)
         table = summary_table(stats)
