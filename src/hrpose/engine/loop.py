@@ -367,8 +367,8 @@ def _fit(
                         bar.update()
                     if main and step % trainer.log_every == 0:
                         tracker.log_metrics(
-                            {**{f"train/{k}": v for k, v in values.items()}, "lr": lr,
-                             "img_per_s": ips}, step)  # fmt: skip
+                            {**{f"step/{k}": v for k, v in values.items()}, "step/lr": lr,
+                             "step/img_per_s": ips}, step)  # fmt: skip
                     if main and epoch == start_epoch and i == 0 and parts.sample_image:
                         _log_sample(parts.sample_image, batch, run_dir, tracker, cfg)
                     if stopping:
