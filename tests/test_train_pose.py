@@ -104,3 +104,54 @@ def test_sigterm_mid_epoch_then_resume(coco_mini, tmp_path) -> None:
         f"--setup.ckpt_path={last}",
     )
     assert main(resume) == 0 and load_checkpoint(last)["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_matches_single_process(coco_mini, tmp_path) -> None:
+    """Two gloo ranks with batch 1 each vs one process with batch 2: same epoch-1 loss (within
+    the difference BatchNorm statistics over 1 vs 2 images make)."""
+    fixed = [
+        "--trainer.max_epochs=1",
+        "--tracking.mlflow=False",
+        "--data.augment=True",
+        "--data.max_rotation=0",
+        "--data.min_scale=1",
+        "--data.max_scale=1",
+        "--data.max_translate=0",
+        "--data.flip=0",
+        "--trainer.val_every=0",
+    ]
+    single = _args(coco_mini, tmp_path / "one", *fixed, "--dataloader.batch_size=2")
+    assert main(single) == 0
+    ddp = _args(
+        coco_mini, tmp_path / "two", *fixed, "--dataloader.batch_size=1", "--trainer.use_DDP=True"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "hrpose",
+            *ddp,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def epoch_loss(root: Path) -> float:
+        import csv
+
+        with open(root / "coco-mini" / "r" / "metrics.csv") as f:
+            return float(next(csv.DictReader(f))["train/loss"])
+
+    one, two = epoch_loss(tmp_path / "one"), epoch_loss(tmp_path / "two")
+    assert abs(one - two) / one < 0.25, (one, two)
+    state = load_checkpoint(tmp_path / "two" / "coco-mini" / "r" / "checkpoints" / "last.pt")
+    assert state["step"] == 2  # 4 images / (2 ranks x batch 1)
