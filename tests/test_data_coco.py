@@ -10,7 +10,7 @@ import torch
 
 from hrpose.data.coco import CocoKeypoints, DatasetError
 from hrpose.data.loaders import build_loader
-from hrpose.data.pipeline import PoseTrainTransform
+from hrpose.data.pipeline import PoseTrainTransform, pad_collate
 from hrpose.skeleton import COCO17
 
 
@@ -65,3 +65,36 @@ def test_encoded_batch(mini) -> None:
     again = next(iter(build_loader(mini, 2, shuffle=False)))
     assert torch.equal(again[0], image)  # reproducible from the torch seed
     mini.transform = None
+
+
+def test_test_geometry_batches_pad_and_keep_targets(mini) -> None:
+    """Unaugmented samples differ in size; pad_collate pads them and re-indexes the joints so
+    each index still points at its joint's heatmap peak."""
+    mini.transform = PoseTrainTransform(COCO17.flip_index, 128, (32, 64), params=None)
+    torch.manual_seed(0)
+    samples = [mini[i] for i in range(len(mini))]
+    mini.transform = None
+    widths = {s[0].shape[2] for s in samples}
+    assert len(widths) > 1  # 640x392 gets a wider canvas than the others at input 128
+    image, hms, masks, joints = pad_collate(samples)
+    h, w = max(s[0].shape[1] for s in samples), max(widths)
+    assert image.shape == (len(samples), 3, h, w)
+    for r, stride in enumerate((4, 2)):
+        assert hms[r].shape == (len(samples), 17, h // stride, w // stride)
+        for b, s in enumerate(samples):
+            sh, sw = s[1][r].shape[-2:]
+            assert torch.equal(hms[r][b, :, :sh, :sw], s[1][r])
+            assert torch.equal(masks[r][b, :sh, :sw], s[2][r])
+            assert hms[r][b, :, sh:].abs().sum() == 0 and masks[r][b, :, sw:].sum() == 0
+        vis = joints[r][..., 1] > 0
+        assert torch.equal(vis, torch.stack([s[3][r][..., 1] > 0 for s in samples]))
+        # every visible joint index lands on a heatmap peak (value 1) of the padded maps
+        flat = hms[r].reshape(len(samples), -1)
+        idx = joints[r][..., 0].reshape(len(samples), -1)
+        at = torch.gather(flat, 1, idx).reshape(vis.shape)
+        assert torch.all(at[vis] == 1.0)
+    same = [samples[0], samples[0]]  # equal sizes: exactly the default collate
+    default = torch.utils.data.default_collate(same)
+    padded = pad_collate(same)
+    assert torch.equal(default[0], padded[0])
+    assert all(torch.equal(a, b) for a, b in zip(default[3], padded[3], strict=True))

@@ -153,7 +153,8 @@ class DataConfig:
     repeat: int = 1
     """Passes over the training set per epoch (tiny datasets: fewer epoch-end overheads)."""
     augment: bool = True
-    """Random affine + flip; False = the whole image, centred, unaugmented (tiny overfit runs)."""
+    """Random affine + flip; False = the test-time geometry (resized whole image, mirrored at
+    random; batches padded to a common size): tiny overfit runs evaluated the same way."""
 
     def __post_init__(self) -> None:
         _check(self.input_size % 32 == 0, "data.input_size must be a multiple of 32")

@@ -18,6 +18,7 @@ def build_loader(
     pin_memory: bool = False,
     drop_last: bool = False,
     seed: int = 0,
+    collate_fn: Any = None,
 ) -> DataLoader:
     """A DataLoader; under an initialised process group each rank reads its own shard.
 
@@ -37,4 +38,5 @@ def build_loader(
         pin_memory=pin_memory and torch.cuda.is_available(),
         drop_last=drop_last,
         persistent_workers=num_workers > 0,
+        collate_fn=collate_fn,
     )

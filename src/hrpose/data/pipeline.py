@@ -60,9 +60,14 @@ class PoseTrainTransform:
         else:
             d = self.draw(sample, rng)
             image, masks, joints = apply(
-                sample.image, sample.mask, sample.keypoints, d, self.input_size,
-                self.output_sizes, self.flip_index,
-            )  # fmt: skip
+                sample.image,
+                sample.mask,
+                sample.keypoints,
+                d,
+                self.input_size,
+                self.output_sizes,
+                self.flip_index,
+            )
             sizes = list(self.output_sizes)
         pairs = list(zip(joints, sizes, strict=True))
         hms = [torch.from_numpy(heatmaps(j, r, self.sigma)) for j, r in pairs]
@@ -71,8 +76,8 @@ class PoseTrainTransform:
 
     def _test_geometry(self, sample: PoseSample, rng: np.random.Generator) -> tuple:
         """No augmentation: the image as the test path sees it (short side to the input size,
-        long side to a multiple of 64), mirrored with probability 0.5. Sizes differ per image,
-        so batches hold one image. For tiny overfit runs whose evaluation uses the same geometry.
+        long side to a multiple of 64), mirrored with probability 0.5. Sizes differ per image;
+        ``pad_collate`` batches them. For tiny overfit runs whose evaluation uses that geometry.
         """
         h, w = sample.image.shape[:2]
         (iw, ih), center, scale = input_size_for((w, h), self.input_size)
@@ -93,3 +98,43 @@ class PoseTrainTransform:
         if flip:
             image = np.ascontiguousarray(image[:, ::-1])
         return image, masks, joints, sizes
+
+
+def _reindex(idx: torch.Tensor, old_hw: tuple[int, int], new_hw: tuple[int, int]) -> torch.Tensor:
+    """Flat ``k*H*W + y*W + x`` joint indices re-expressed for maps padded to ``new_hw``."""
+    (h, w), (nh, nw) = old_hw, new_hw
+    flat = idx[..., 0]
+    k, rest = flat // (h * w), flat % (h * w)
+    y, x = rest // w, rest % w
+    out = idx.clone()
+    out[..., 0] = torch.where(idx[..., 1] > 0, k * nh * nw + y * nw + x, torch.zeros_like(flat))
+    return out
+
+
+def _pad_stack(tensors: Sequence[torch.Tensor], h: int, w: int) -> torch.Tensor:
+    """Zero-pad each tensor's last two dims to (h, w) at the bottom/right and stack them."""
+    pad = torch.nn.functional.pad
+    return torch.stack([pad(t, (0, w - t.shape[-1], 0, h - t.shape[-2])) for t in tensors])
+
+
+def pad_collate(samples: Sequence[tuple]) -> tuple:
+    """Batch samples of different sizes (the test-geometry mode) by padding at the bottom/right.
+
+    Images pad with 0 (the mean colour after normalisation), heatmaps with 0, masks with 0 (no
+    loss there), and joint indices are re-expressed for the padded maps. Batches of equal-sized
+    samples come out exactly as the default collate makes them. Batches larger than one keep
+    BatchNorm's training statistics close to its running ones, which single-image batches do not.
+    """
+    images, hms, masks, idxs = zip(*samples, strict=True)
+    image = _pad_stack(images, max(x.shape[1] for x in images), max(x.shape[2] for x in images))
+    out_h, out_m, out_j = [], [], []
+    for r in range(len(hms[0])):
+        rh = max(s[r].shape[-2] for s in hms)
+        rw = max(s[r].shape[-1] for s in hms)
+        out_h.append(_pad_stack([s[r] for s in hms], rh, rw))
+        out_m.append(_pad_stack([m[r] for m in masks], rh, rw))
+        reindexed = [
+            _reindex(j[r], tuple(s[r].shape[-2:]), (rh, rw)) for j, s in zip(idxs, hms, strict=True)
+        ]
+        out_j.append(torch.stack(reindexed))
+    return image, out_h, out_m, out_j

@@ -12,7 +12,7 @@ from hrpose.config.schema import PoseTrainConfig
 from hrpose.data.augment import AugmentParams
 from hrpose.data.coco import CocoKeypoints, coco_paths
 from hrpose.data.loaders import build_loader
-from hrpose.data.pipeline import IMAGENET_MEAN, IMAGENET_STD, PoseTrainTransform
+from hrpose.data.pipeline import IMAGENET_MEAN, IMAGENET_STD, PoseTrainTransform, pad_collate
 from hrpose.decode import DecodeParams
 from hrpose.engine import distributed as dist_utils
 from hrpose.engine.loop import StepContext, StepOutput, TaskParts
@@ -49,11 +49,6 @@ def build_pose_task(cfg: PoseTrainConfig, device: torch.device, info: Any) -> Ta
             f"{ann} has {spec.num_joints} keypoints but model.num_joints={cfg.model.num_joints}"
         )
     aug = None
-    if not d.augment and cfg.dataloader.batch_size != 1:
-        raise ValueError(
-            "data.augment=False trains on the test-time geometry, whose image sizes differ: "
-            "set --dataloader.batch_size=1"
-        )
     if d.augment:
         aug = AugmentParams(d.max_rotation, d.min_scale, d.max_scale, d.scale_type,
                             d.max_translate, d.flip)  # fmt: skip
@@ -65,6 +60,7 @@ def build_pose_task(cfg: PoseTrainConfig, device: torch.device, info: Any) -> Ta
     loader = build_loader(
         train_set, cfg.dataloader.batch_size, shuffle=True, num_workers=cfg.dataloader.num_workers,
         pin_memory=cfg.dataloader.pin_memory and device.type == "cuda", seed=cfg.setup.seed,
+        collate_fn=None if d.augment else pad_collate,  # test geometry: sizes differ per image
     )  # fmt: skip
     model = HigherHRNet(cfg.model.width, cfg.model.num_joints)
     lc = cfg.loss
