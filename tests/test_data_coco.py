@@ -98,3 +98,14 @@ def test_test_geometry_batches_pad_and_keep_targets(mini) -> None:
     padded = pad_collate(same)
     assert torch.equal(default[0], padded[0])
     assert all(torch.equal(a, b) for a, b in zip(default[3], padded[3], strict=True))
+
+
+def test_test_geometry_mirror_probability(mini) -> None:
+    """data.flip sets the mirror probability of the unaugmented mode: 0 never mirrors."""
+    mini.transform = PoseTrainTransform(COCO17.flip_index, 128, (32, 64), params=None, mirror=0.0)
+    first = [mini[0][0] for _ in range(4)]
+    mini.transform = PoseTrainTransform(COCO17.flip_index, 128, (32, 64), params=None, mirror=1.0)
+    mirrored = mini[0][0]
+    mini.transform = None
+    assert all(torch.equal(first[0], x) for x in first[1:])
+    assert torch.equal(torch.flip(first[0], [2]), mirrored)

@@ -28,6 +28,7 @@ def _args(coco_mini: Path, results: Path, *extra: str) -> list[str]:
         f"--setup.results_dir={results}",
         "--setup.run_name=r",
         "--model.width=8",
+        "--dataloader.batch_size=1",
         "--data.input_size=64",
         "--inference.input_size=64",
         "--data.repeat=1",

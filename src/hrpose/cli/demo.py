@@ -43,6 +43,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--weights", help="use these weights for the prediction part (official/hrpose)")
     p.add_argument("--results-dir", default="results", help="where runs and MLflow live")
     p.add_argument("--output", default="outputs/demo", help="prediction and evaluation outputs")
+    p.add_argument(
+        "--min-ap",
+        type=float,
+        default=None,
+        help=f"exit with status 1 when the final AP is below this (the goal is {MIN_AP})",
+    )
     p.add_argument("overrides", nargs="*", help="extra --section.field=value training overrides")
     args, extra = p.parse_known_args(argv)
     data = shared_data_dir()
@@ -55,7 +61,19 @@ def main(argv: list[str]) -> int:
         )
         return 2
     from hrpose.cli import main as cli
+    from hrpose.config import PoseTrainConfig
+    from hrpose.config.load import ConfigError, load_config
 
+    overrides = [*args.overrides, *extra]
+    try:  # the evaluation and prediction below use the config's inference section
+        cfg = load_config(PoseTrainConfig, _config_path(), overrides)
+    except ConfigError as e:
+        print(f"hrpose demo: {e}", file=sys.stderr)
+        return 2
+    inf = cfg.inference
+    inference = ["--input-size", str(inf.input_size)] + ([] if inf.flip else ["--no-flip"])
+    thresholds = ["--det-threshold", str(inf.det_threshold), "--tag-threshold",
+                  str(inf.tag_threshold), "--max-people", str(inf.max_people)]  # fmt: skip
     t0 = time.perf_counter()
     out = Path(args.output)
     run_name = time.strftime("demo-%Y%m%d-%H%M%S")
@@ -69,8 +87,7 @@ def main(argv: list[str]) -> int:
         f"--dataloader.val_ds.root={mini}",
         f"--setup.results_dir={args.results_dir}",
         f"--setup.run_name={run_name}",
-        *args.overrides,
-        *extra,
+        *overrides,
     ]
     rc = cli(train)
     if rc != 0:
@@ -93,8 +110,8 @@ def main(argv: list[str]) -> int:
             str(mini / "images"),
             "--data.split",
             "coco-mini",
-            "--input-size",
-            "128",
+            *inference,
+            *thresholds,
             "--output",
             str(eval_dir),
             "--device",
@@ -107,7 +124,7 @@ def main(argv: list[str]) -> int:
 
     ap = json.loads((eval_dir / "protocol.json").read_text())["stats"]["AP"]
     weights = args.weights or str(best)
-    size = [] if args.weights else ["--input-size", "128"]
+    size = [] if args.weights else inference
     print(f"\n== 3/4 predicting on {data / 'examples'} with {weights} ==")
     rc_img = cli(
         [
@@ -137,17 +154,22 @@ def main(argv: list[str]) -> int:
         ]
     )
     minutes = (time.perf_counter() - t0) / 60
-    verdict = "learned" if ap >= MIN_AP else f"did NOT reach AP {MIN_AP}"
+    verdict = (
+        f"reached the goal of AP >= {MIN_AP}"
+        if ap >= MIN_AP
+        else f"did NOT reach the goal of AP >= {MIN_AP} (more epochs: --trainer.max_epochs=N)"
+    )
     print(f"""
 == demo finished in {minutes:.1f} min ==
-  model {verdict}: COCO AP {ap:.3f} on its 4 training images (from-scratch overfit, not a
-  measure of generalisation; see README for official weights and their 67.1 AP)
+  COCO AP {ap:.3f} on its 4 training images: {verdict}
+  (a from-scratch overfit, not a measure of generalisation; see the README for the official
+  weights and their 67.1 AP on COCO val2017)
   run folder (checkpoints, config.yaml, metrics.csv, epoch_metrics.png): {run_dir}
   evaluation (results JSON, summary.txt, protocol.json): {eval_dir}
   predictions on images: {out / "examples"}
   prediction video: {out / "video" / "street_pose.mp4"}
   MLflow store: {Path(args.results_dir) / "mlflow.db"}  (browse: mlflow ui --backend-store-uri \
 sqlite:///{Path(args.results_dir).resolve() / "mlflow.db"})""")
-    if ap < MIN_AP:
+    if args.min_ap is not None and ap < args.min_ap:
         return 1
     return 0 if rc_img in (0, 1) and rc_vid == 0 else 1

@@ -147,7 +147,7 @@ class DataConfig:
     max_translate: float = 40.0
     """Random translation range in input pixels (+-)."""
     flip: float = 0.5
-    """Probability of a horizontal flip."""
+    """Probability of a horizontal flip (also in the unaugmented test-geometry mode)."""
     scale_type: str = "short"
     """Scale reference side of the image: short or long."""
     repeat: int = 1
@@ -174,7 +174,7 @@ class ClsDataConfig:
     min_area: float = 0.08
     """Smallest crop area fraction of RandomResizedCrop."""
     flip: float = 0.5
-    """Probability of a horizontal flip."""
+    """Probability of a horizontal flip (also in the unaugmented test-geometry mode)."""
 
     def __post_init__(self) -> None:
         _check(self.resize_size >= self.input_size, "need data.resize_size >= data.input_size")

@@ -54,7 +54,7 @@ def build_pose_task(cfg: PoseTrainConfig, device: torch.device, info: Any) -> Ta
                             d.max_translate, d.flip)  # fmt: skip
     dataset.transform = PoseTrainTransform(
         spec.flip_index, d.input_size, (d.input_size // 4, d.input_size // 2), d.sigma,
-        d.max_num_people, aug,
+        d.max_num_people, aug, mirror=d.flip,
     )  # fmt: skip
     train_set = dataset if d.repeat == 1 else ConcatDataset([dataset] * d.repeat)
     loader = build_loader(
