@@ -6,7 +6,7 @@ baseline is fp32 with PyTorch's defaults, measured in the same run; every varian
 ratio against it. Peak memory is CUDA's max allocated bytes during the timed steps.
 
     python benchmarks/bench_train.py [--width 32] [--size 512] [--batch 12] [--iters 20]
-        [--variants fp32,cl+bf16,cl+bf16+compile]
+        [--variants fp32,cl+bf16,cl+bf16+compile] [--no-tf32]
 
 On CPU the default is a small problem (W32 at 256, batch 2) so it finishes in a minute.
 """
@@ -84,8 +84,14 @@ def main() -> None:
     default = ALL if cuda else ("fp32", "cl")
     parser.add_argument("--variants", default=",".join(default))
     parser.add_argument("--device", default="cuda" if cuda else "cpu")
+    parser.add_argument(
+        "--no-tf32", action="store_true", help="strict fp32 baseline (no TF32 convs/matmuls)"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.no_tf32:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # as the training loop does
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
