@@ -174,7 +174,7 @@ class ClsDataConfig:
     min_area: float = 0.08
     """Smallest crop area fraction of RandomResizedCrop."""
     flip: float = 0.5
-    """Probability of a horizontal flip (also in the unaugmented test-geometry mode)."""
+    """Probability of a horizontal flip."""
 
     def __post_init__(self) -> None:
         _check(self.resize_size >= self.input_size, "need data.resize_size >= data.input_size")

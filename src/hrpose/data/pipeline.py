@@ -114,6 +114,8 @@ class PoseTrainTransform:
 
 def _reindex(idx: torch.Tensor, old_hw: tuple[int, int], new_hw: tuple[int, int]) -> torch.Tensor:
     """Flat ``k*H*W + y*W + x`` joint indices re-expressed for maps padded to ``new_hw``."""
+    if old_hw == new_hw:
+        return idx
     (h, w), (nh, nw) = old_hw, new_hw
     flat = idx[..., 0]
     k, rest = flat // (h * w), flat % (h * w)
