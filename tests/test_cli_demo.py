@@ -20,7 +20,7 @@ def test_demo_runs_every_stage(shared_data, tmp_path, capsys, monkeypatch) -> No
     text = capsys.readouterr().out
     assert "COCO AP" in text and "did NOT reach the goal" in text  # one step learns nothing
     protocol = json.loads((out / "eval" / "protocol.json").read_text())
-    assert protocol["input_size"] == 128 and protocol["flip"] is False  # from the config
+    assert protocol["input_size"] == 192 and protocol["flip"] is False  # from the config
     assert (out / "eval" / "summary.txt").is_file()
     assert len(list((out / "examples").glob("*.jpg"))) >= 5
     assert (out / "video" / "street_pose.mp4").stat().st_size > 0

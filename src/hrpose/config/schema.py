@@ -118,6 +118,9 @@ class DataloaderConfig:
     """DataLoader worker processes per rank."""
     pin_memory: bool = True
     """Pin host memory when training on CUDA."""
+    shuffle: bool = True
+    """Shuffle the training set every epoch; False keeps file order (with a batch equal to a tiny
+    set's size, every step then sees the whole set: full-batch training for overfit demos)."""
     train_ds: DatasetConfig = field(default_factory=DatasetConfig)
     """Training split."""
     val_ds: DatasetConfig = field(default_factory=lambda: DatasetConfig(split="val2017"))

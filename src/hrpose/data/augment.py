@@ -100,6 +100,14 @@ def flip_joints(joints: np.ndarray, flip_index: Sequence[int], res: int) -> np.n
     return out
 
 
+def mask_bytes(mask: np.ndarray) -> np.ndarray:
+    """Bool/0-1 loss mask as uint8 0/255, the form the official code warps."""
+    mask = np.asarray(mask)
+    if mask.dtype == np.bool_:
+        return mask.view(np.uint8) * np.uint8(255)
+    return (np.asarray(mask, dtype=np.float64) * 255).astype(np.uint8)
+
+
 def apply(
     image: np.ndarray,
     mask: np.ndarray,
@@ -116,7 +124,7 @@ def apply(
     Returns the image (input_size, input_size, 3) uint8, float32 masks and float joints.
     """
     masks, joint_list = [], []
-    mask_u8 = (np.asarray(mask, dtype=np.float64) * 255).astype(np.uint8)
+    mask_u8 = mask_bytes(mask)
     for res in output_sizes:
         mat = affine_matrix(draw.center, draw.scale, res, draw.rotation)
         m = cv2.warpAffine(mask_u8, mat, (res, res)) / 255
@@ -124,9 +132,9 @@ def apply(
         joint_list.append(transform_points(joints, mat))
     mat_in = affine_matrix(draw.center, draw.scale, input_size, draw.rotation)
     image = cv2.warpAffine(image, mat_in, (input_size, input_size))
-    if draw.flip:
-        image = np.ascontiguousarray(image[:, ::-1])
-        masks = [np.ascontiguousarray(m[:, ::-1]) for m in masks]
+    if draw.flip:  # cv2.flip: the same pixels as a reversed copy, several times faster
+        image = cv2.flip(image, 1)
+        masks = [cv2.flip(m, 1) for m in masks]
         joint_list = [
             flip_joints(j, flip_index, res) for j, res in zip(joint_list, output_sizes, strict=True)
         ]

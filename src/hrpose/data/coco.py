@@ -133,15 +133,20 @@ class CocoKeypoints:
 
 
 def ignore_mask(anns: list[dict], height: int, width: int) -> np.ndarray:
-    """(H, W) bool, False on crowd regions and on persons annotated without keypoints."""
+    """(H, W) bool, False on crowd regions and on persons annotated without keypoints.
+
+    The regions are merged as run-length encodings and decoded once (images without any such
+    region, the common case, decode nothing).
+    """
     from pycocotools import mask as mask_utils
 
-    m = np.zeros((height, width), np.float64)
+    rles: list = []
     for a in anns:
         if a.get("iscrowd", 0):
             rle = mask_utils.frPyObjects(a["segmentation"], height, width)
-            m += mask_utils.decode(rle)
+            rles.extend(rle if isinstance(rle, list) else [rle])
         elif a.get("num_keypoints", 0) == 0 and a.get("segmentation"):
-            for rle in mask_utils.frPyObjects(a["segmentation"], height, width):
-                m += mask_utils.decode(rle)
-    return m < 0.5
+            rles.extend(mask_utils.frPyObjects(a["segmentation"], height, width))
+    if not rles:
+        return np.ones((height, width), bool)
+    return mask_utils.decode(mask_utils.merge(rles, intersect=False)) == 0

@@ -15,6 +15,7 @@ from hrpose.data.augment import (
     apply,
     draw_params,
     flip_joints,
+    mask_bytes,
     transform_points,
 )
 from hrpose.data.coco import PoseSample
@@ -25,6 +26,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+MEAN_RGB_U8 = tuple(round(255 * m) for m in IMAGENET_MEAN)  # padding colour of uint8 batches
 _SCALE = tuple(np.float32(1 / (255 * s)) for s in IMAGENET_STD)
 _BIAS = tuple(np.float32(-m / s) for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True))
 
@@ -44,9 +46,30 @@ def normalize_image(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+def normalize_batch(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """(B, H, W, 3) uint8 RGB batch -> (B, 3, H, W) float32, ImageNet mean/std, on its device.
+
+    Training samples stay uint8 until here so the loader moves a quarter of the bytes and the
+    normalisation runs on the accelerator. The result equals ``normalize_image`` per sample to
+    5e-7; with ``channels_last`` no transpose is done at all (HWC is that memory format).
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
+        raise ValueError(
+            f"expected a (B, H, W, 3) uint8 batch, got {tuple(images.shape)} {images.dtype}"
+        )
+    scale = torch.tensor(_SCALE, device=images.device)
+    bias = torch.tensor(_BIAS, device=images.device)
+    x = images.permute(0, 3, 1, 2).float()  # a channels_last-strided view of the HWC bytes
+    x = x * scale[:, None, None] + bias[:, None, None]
+    return x if channels_last else x.contiguous()
+
+
 @dataclass
 class PoseTrainTransform:
     """PoseSample -> (image, [heatmaps], [masks], [joint indices]), one entry per resolution.
+
+    The image is the warped (H, W, 3) uint8 RGB tensor; the training step normalises whole
+    batches on its device (``normalize_batch``).
 
     Random draws come from a numpy Generator seeded from torch's RNG, which DataLoader seeds per
     worker from the main process: runs are reproducible and resume exactly.
@@ -84,7 +107,7 @@ class PoseTrainTransform:
         pairs = list(zip(joints, sizes, strict=True))
         hms = [torch.from_numpy(heatmaps(j, r, self.sigma)) for j, r in pairs]
         idx = [torch.from_numpy(joint_indices(j, r, self.max_people)) for j, r in pairs]
-        return normalize_image(image), hms, [torch.from_numpy(m) for m in masks], idx
+        return torch.from_numpy(image), hms, [torch.from_numpy(m) for m in masks], idx
 
     def _test_geometry(self, sample: PoseSample, rng: np.random.Generator) -> tuple:
         """No augmentation: the image as the test path sees it (short side to the input size,
@@ -94,7 +117,7 @@ class PoseTrainTransform:
         h, w = sample.image.shape[:2]
         (iw, ih), center, scale = input_size_for((w, h), self.input_size)
         image = cv2.warpAffine(sample.image, affine_transform(center, scale, (iw, ih)), (iw, ih))
-        mask_u8 = (np.asarray(sample.mask, np.float64) * 255).astype(np.uint8)
+        mask_u8 = mask_bytes(sample.mask)
         flip = bool(rng.random() < self.mirror)
         masks, joints, sizes = [], [], []
         for stride in (4, 2)[: len(self.output_sizes)]:
@@ -103,12 +126,12 @@ class PoseTrainTransform:
             m = (cv2.warpAffine(mask_u8, mat, size) / 255 > 0.5).astype(np.float32)
             j = transform_points(sample.keypoints, mat)
             if flip:
-                m, j = np.ascontiguousarray(m[:, ::-1]), flip_joints(j, self.flip_index, size[0])
+                m, j = cv2.flip(m, 1), flip_joints(j, self.flip_index, size[0])
             masks.append(m)
             joints.append(j)
             sizes.append(size)
         if flip:
-            image = np.ascontiguousarray(image[:, ::-1])
+            image = cv2.flip(image, 1)
         return image, masks, joints, sizes
 
 
@@ -134,13 +157,19 @@ def _pad_stack(tensors: Sequence[torch.Tensor], h: int, w: int) -> torch.Tensor:
 def pad_collate(samples: Sequence[tuple]) -> tuple:
     """Batch samples of different sizes (the test-geometry mode) by padding at the bottom/right.
 
-    Images pad with 0 (the mean colour after normalisation), heatmaps with 0, masks with 0 (no
-    loss there), and joint indices are re-expressed for the padded maps. Batches of equal-sized
-    samples come out exactly as the default collate makes them. Batches larger than one keep
-    BatchNorm's training statistics close to its running ones, which single-image batches do not.
+    Images pad with the ImageNet mean colour (about 0 after normalisation), heatmaps with 0,
+    masks with 0 (no loss there), and joint indices are re-expressed for the padded maps.
+    Batches of equal-sized samples come out exactly as the default collate makes them. Batches
+    larger than one keep BatchNorm's training statistics close to its running ones, which
+    single-image batches do not.
     """
     images, hms, masks, idxs = zip(*samples, strict=True)
-    image = _pad_stack(images, max(x.shape[1] for x in images), max(x.shape[2] for x in images))
+    h, w = max(x.shape[0] for x in images), max(x.shape[1] for x in images)
+    image = torch.empty((len(images), h, w, 3), dtype=torch.uint8)
+    if any(x.shape[:2] != (h, w) for x in images):
+        image[:] = torch.tensor(MEAN_RGB_U8, dtype=torch.uint8)
+    for b, x in enumerate(images):
+        image[b, : x.shape[0], : x.shape[1]] = x
     out_h, out_m, out_j = [], [], []
     for r in range(len(hms[0])):
         rh = max(s[r].shape[-2] for s in hms)

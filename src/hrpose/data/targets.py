@@ -44,14 +44,13 @@ def heatmaps(joints: np.ndarray, size: int | tuple[int, int], sigma: float = 2.0
     joints = np.asarray(joints)
     k = joints.shape[1] if joints.ndim == 3 else 0
     w, h = _wh(size)
-    out = np.zeros((k, h, w), np.float32)
     if joints.size == 0:
-        return out
+        return np.zeros((k, h, w), np.float32)
     xi, yi, ok = _visible_in_bounds(joints, size)
     _, kk = np.nonzero(ok)
     if kk.size == 0:
-        return out
-    g = gaussian_patch(sigma)
+        return np.zeros((k, h, w), np.float32)
+    g = gaussian_patch(sigma).astype(np.float32)
     cx, cy = xi[ok], yi[ok]
     # Official window [ul, br) with ul = round(x - 3s - 1), br = round(x + 3s + 2), clipped.
     ulx, uly = np.round(cx - 3 * sigma - 1).astype(int), np.round(cy - 3 * sigma - 1).astype(int)
@@ -62,15 +61,13 @@ def heatmaps(joints: np.ndarray, size: int | tuple[int, int], sigma: float = 2.0
     py = uly[:, None] + off[None, :]
     okx = (px >= 0) & (px < np.minimum(brx, w)[:, None])
     oky = (py >= 0) & (py < np.minimum(bry, h)[:, None])
-    m, s = px.shape
-    valid = oky[:, :, None] & okx[:, None, :]  # (M, S, S)
-    kidx = np.broadcast_to(kk[:, None, None], (m, s, s))[valid]
-    yy = np.broadcast_to(py[:, :, None], (m, s, s))[valid]
-    xx = np.broadcast_to(px[:, None, :], (m, s, s))[valid]
-    vals = np.broadcast_to(g[None, :span, :span], (m, s, s))[valid].astype(np.float32)
-    flat = out.reshape(-1)
-    np.maximum.at(flat, (kidx * h + yy) * w + xx, vals)
-    return out
+    # Flat target index of every patch element; clipped ones go to a spare slot past the end.
+    idx = (kk[:, None, None] * h + py[:, :, None]) * w + px[:, None, :]  # (M, S, S)
+    idx[~(oky[:, :, None] & okx[:, None, :])] = k * h * w
+    flat = np.zeros(k * h * w + 1, np.float32)
+    vals = np.broadcast_to(g[:span, :span], idx.shape)
+    np.maximum.at(flat, idx.reshape(-1), vals.reshape(-1))
+    return flat[:-1].reshape(k, h, w)
 
 
 def joint_indices(

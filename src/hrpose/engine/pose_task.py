@@ -12,7 +12,7 @@ from hrpose.config.schema import PoseTrainConfig
 from hrpose.data.augment import AugmentParams
 from hrpose.data.coco import CocoKeypoints, coco_paths
 from hrpose.data.loaders import build_loader
-from hrpose.data.pipeline import IMAGENET_MEAN, IMAGENET_STD, PoseTrainTransform, pad_collate
+from hrpose.data.pipeline import PoseTrainTransform, normalize_batch, pad_collate
 from hrpose.decode import DecodeParams
 from hrpose.engine import distributed as dist_utils
 from hrpose.engine.loop import StepContext, StepOutput, TaskParts
@@ -58,7 +58,8 @@ def build_pose_task(cfg: PoseTrainConfig, device: torch.device, info: Any) -> Ta
     )  # fmt: skip
     train_set = dataset if d.repeat == 1 else ConcatDataset([dataset] * d.repeat)
     loader = build_loader(
-        train_set, cfg.dataloader.batch_size, shuffle=True, num_workers=cfg.dataloader.num_workers,
+        train_set, cfg.dataloader.batch_size, shuffle=cfg.dataloader.shuffle,
+        num_workers=cfg.dataloader.num_workers,
         pin_memory=cfg.dataloader.pin_memory and device.type == "cuda", seed=cfg.setup.seed,
         collate_fn=None if d.augment else pad_collate,  # test geometry: sizes differ per image
     )  # fmt: skip
@@ -69,7 +70,7 @@ def build_pose_task(cfg: PoseTrainConfig, device: torch.device, info: Any) -> Ta
 
     def step(m: torch.nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
         image, heatmaps, masks, joints = ctx.to_device(batch)
-        outputs = m(image)
+        outputs = m(normalize_batch(image, ctx.channels_last))
         total, parts = loss_fn(list(outputs), heatmaps, masks, joints)
         return StepOutput(total, parts, image.shape[0])
 
@@ -94,9 +95,7 @@ def build_pose_task(cfg: PoseTrainConfig, device: torch.device, info: Any) -> Ta
         return dict(dist_utils.broadcast_object(stats))  # type: ignore[arg-type]
 
     def sample_image(batch: Any) -> np.ndarray:
-        x = batch[0][0].float().cpu().numpy().transpose(1, 2, 0)
-        rgb = (x * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)) * 255
-        return np.clip(rgb, 0, 255).astype(np.uint8)
+        return batch[0][0].cpu().numpy()  # (H, W, 3) uint8 RGB, as the loader yields it
 
     return TaskParts(model, loader, step, validate, "AP", sample_image,
                      extra={"keypoint_spec": spec_to_dict(spec)})  # fmt: skip
