@@ -108,6 +108,12 @@ def mask_bytes(mask: np.ndarray) -> np.ndarray:
     return (np.asarray(mask, dtype=np.float64) * 255).astype(np.uint8)
 
 
+def warped_mask(mask_u8: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Warp a 0/255 mask bilinearly and keep pixels above half: the official ``/ 255 > 0.5``
+    (for integers, ``> 127``), as float32 0/1."""
+    return (cv2.warpAffine(mask_u8, matrix, size) > 127).astype(np.float32)
+
+
 def apply(
     image: np.ndarray,
     mask: np.ndarray,
@@ -127,8 +133,7 @@ def apply(
     mask_u8 = mask_bytes(mask)
     for res in output_sizes:
         mat = affine_matrix(draw.center, draw.scale, res, draw.rotation)
-        m = cv2.warpAffine(mask_u8, mat, (res, res)) / 255
-        masks.append((m > 0.5).astype(np.float32))
+        masks.append(warped_mask(mask_u8, mat, (res, res)))
         joint_list.append(transform_points(joints, mat))
     mat_in = affine_matrix(draw.center, draw.scale, input_size, draw.rotation)
     image = cv2.warpAffine(image, mat_in, (input_size, input_size))

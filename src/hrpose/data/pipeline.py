@@ -17,6 +17,7 @@ from hrpose.data.augment import (
     flip_joints,
     mask_bytes,
     transform_points,
+    warped_mask,
 )
 from hrpose.data.coco import PoseSample
 from hrpose.data.targets import heatmaps, joint_indices
@@ -134,7 +135,7 @@ class PoseTrainTransform:
         for stride in (4, 2)[: len(self.output_sizes)]:
             size = (iw // stride, ih // stride)
             mat = affine_transform(center, scale, size)
-            m = (cv2.warpAffine(mask_u8, mat, size) / 255 > 0.5).astype(np.float32)
+            m = warped_mask(mask_u8, mat, size)
             j = transform_points(sample.keypoints, mat)
             if flip:
                 m, j = cv2.flip(m, 1), flip_joints(j, self.flip_index, size[0])

@@ -6,7 +6,16 @@ their Python loops over people and joints.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+
+@functools.lru_cache(maxsize=8)
+def _patch32(sigma: float) -> np.ndarray:
+    patch = gaussian_patch(sigma).astype(np.float32)
+    patch.flags.writeable = False
+    return patch
 
 
 def gaussian_patch(sigma: float) -> np.ndarray:
@@ -50,7 +59,7 @@ def heatmaps(joints: np.ndarray, size: int | tuple[int, int], sigma: float = 2.0
     _, kk = np.nonzero(ok)
     if kk.size == 0:
         return np.zeros((k, h, w), np.float32)
-    g = gaussian_patch(sigma).astype(np.float32)
+    g = _patch32(float(sigma))
     cx, cy = xi[ok], yi[ok]
     # Official window [ul, br) with ul = round(x - 3s - 1), br = round(x + 3s + 2), clipped.
     ulx, uly = np.round(cx - 3 * sigma - 1).astype(int), np.round(cy - 3 * sigma - 1).astype(int)
