@@ -7,22 +7,29 @@ BIN := $(VENV)/bin
 # e.g. `make test TORCH='torch>=2.4'`. pyproject itself only asks for torch>=2.4.
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 
 .PHONY: setup test demo lint format bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Runtime dependencies only (what the demo needs) ...
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e .
+	touch $(RUN_STAMP)
+
+# ... plus the test, lint and export tools.
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 test: setup
 	$(BIN)/python -m pytest -n 2 -q
 
-demo: setup
+demo: $(RUN_STAMP)
 	$(BIN)/hrpose demo
 
 lint: setup
