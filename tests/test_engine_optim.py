@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
 from hrpose.engine.optim import build_optimizer, lr_factor, param_groups
@@ -16,6 +17,26 @@ def test_no_decay_on_norms_and_biases() -> None:
     opt = build_optimizer([decay, no_decay], "sgd", 0.05, nesterov=True)
     assert opt.param_groups[0]["weight_decay"] == 1e-4 and opt.param_groups[0]["nesterov"]
     assert len(param_groups(model, 0.0)) == 1
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_multi_tensor_updates_equal_single_tensor(name) -> None:
+    """foreach is forced on for Adam/AdamW (also on CPU) and changes no value."""
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    opt = build_optimizer([{"params": list(models[0].parameters())}], name, 0.01)
+    assert opt.defaults["foreach"] is True
+    ref_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    ref = ref_cls(models[1].parameters(), lr=0.01, foreach=False)
+    for _ in range(3):
+        x = torch.randn(2, 3, 8, 8)
+        for model, o in zip(models, (opt, ref), strict=True):
+            o.zero_grad()
+            model(x).square().mean().backward()
+            o.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_multistep_matches_official_epoch_steps() -> None:

