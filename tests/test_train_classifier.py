@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from hrpose.cli import main
 from hrpose.data.coco import DatasetError
@@ -44,6 +45,40 @@ def test_transforms_and_errors(imagenet, tmp_path) -> None:
     (tmp_path / "empty" / "cls").mkdir(parents=True)
     with pytest.raises(DatasetError, match="no images"):
         ImageFolder(tmp_path / "empty")
+
+
+def test_dataloader_shuffle_reaches_both_tasks(imagenet, coco_mini) -> None:
+    """dataloader.shuffle is a shared field: each task's training loader honours it."""
+    from torch.utils.data import RandomSampler, SequentialSampler
+
+    from hrpose.config import ClassifierTrainConfig, PoseTrainConfig
+    from hrpose.config.load import load_config
+    from hrpose.engine.classifier_task import build_classifier_task
+    from hrpose.engine.distributed import DistInfo
+    from hrpose.engine.pose_task import build_pose_task
+
+    info, cpu = DistInfo(), torch.device("cpu")
+    cls_args = [
+        f"--dataloader.train_ds.root={imagenet}",
+        f"--dataloader.val_ds.root={imagenet}",
+        "--model.num_classes=3",
+    ]
+    pose_args = ["--model.width=8"] + [
+        f"--dataloader.{split}.{k}={v}"
+        for split in ("train_ds", "val_ds")
+        for k, v in (
+            ("root", coco_mini),
+            ("split", "mini"),
+            ("ann_file", "person_keypoints.json"),
+            ("images_dir", "images"),
+        )
+    ]
+    for shuffle, sampler in (("True", RandomSampler), ("False", SequentialSampler)):
+        flag = f"--dataloader.shuffle={shuffle}"
+        cls_cfg = load_config(ClassifierTrainConfig, None, [*cls_args, flag])
+        pose_cfg = load_config(PoseTrainConfig, None, [*pose_args, flag])
+        assert isinstance(build_classifier_task(cls_cfg, cpu, info).train_loader.sampler, sampler)
+        assert isinstance(build_pose_task(pose_cfg, cpu, info).train_loader.sampler, sampler)
 
 
 @pytest.mark.slow

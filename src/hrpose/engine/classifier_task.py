@@ -33,7 +33,7 @@ def build_classifier_task(cfg: ClassifierTrainConfig, device: torch.device, info
     loader = build_loader(
         train,
         cfg.dataloader.batch_size,
-        shuffle=True,
+        shuffle=cfg.dataloader.shuffle,
         num_workers=cfg.dataloader.num_workers,
         pin_memory=cfg.dataloader.pin_memory,
         drop_last=False,
