@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import json
 import threading
 from dataclasses import replace
 
@@ -213,6 +214,16 @@ def test_download_resume_cache_and_offline(server, shared_data, tmp_path, monkey
     assert hub.resolve_weights(server.url + rel) == cached
     assert main(["weights", "download", hub.DEFAULT_POSE]) == 0
     assert capsys.readouterr().out.strip() == str(cached)
+    # `hrpose eval pose --weights NAME`: the registry's input size, the cached file's hash, and
+    # the real coco-mini model's AP through the mmpose layout (0.58 with these settings).
+    coco = shared_data / "coco-mini"
+    ann, images, out = coco / "person_keypoints.json", coco / "images", tmp_path / "eval"
+    args = ["--annotations", str(ann), "--images", str(images), "--output", str(out)]
+    args += ["--no-flip", "--det-threshold", "0.3", "--device", "cpu"]
+    assert main(["eval", "pose", "--weights", hub.DEFAULT_POSE, *args]) == 0
+    record = json.loads((out / "protocol.json").read_text())
+    assert record["weights_sha256"] == sha and record["input_size"] == 192
+    assert record["stats"]["AP"] > 0.5
 
 
 def test_hash_mismatch_keeps_nothing(server, tmp_path) -> None:
