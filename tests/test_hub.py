@@ -30,6 +30,7 @@ from hrpose.predict import Predictor
 from hrpose.prepare.download import (
     ChecksumError,
     DownloadError,
+    download,
     file_problem,
     sha256_from_name,
 )
@@ -141,6 +142,8 @@ def test_hash_in_file_name(tmp_path) -> None:
     assert file_problem(f, sha256=digest) is None and file_problem(f, sha256=digest[:8]) is None
     problem = file_problem(f, sha256="0" * 64)
     assert digest in problem and "0" * 64 in problem
+    with pytest.raises(ValueError, match="8\\+ hex digits"):
+        download("http://127.0.0.1:9/f.bin", tmp_path / "g.bin", sha256="abc")
 
 
 def test_mmpose_layout_maps_and_loads(tmp_path) -> None:

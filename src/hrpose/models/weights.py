@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -61,7 +62,7 @@ def read_checkpoint(path: str | Path) -> dict:
         )
     try:
         # mmcv-written metadata may hold numpy scalars/arrays: plain data, allowed; no code.
-        with torch.serialization.safe_globals(_numpy_globals()):
+        with _numpy_allowed():
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
         raise WeightsError(
@@ -72,6 +73,12 @@ def read_checkpoint(path: str | Path) -> dict:
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path} holds a {type(obj).__name__}, not a state dict or checkpoint")
     return dict(obj)
+
+
+def _numpy_allowed() -> contextlib.AbstractContextManager:
+    """weights_only loading that also accepts numpy values (torch >= 2.5; older: as is)."""
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    return safe_globals(_numpy_globals()) if safe_globals else contextlib.nullcontext()
 
 
 def _numpy_globals() -> list:
@@ -185,8 +192,8 @@ def load_weights(model: nn.Module, source: str | Path | Mapping, strict: bool = 
 
     Official checkpoints, hrpose checkpoints, mmpose 0.x checkpoints (detected by their key
     prefixes), ``module.``/``_orig_mod.`` prefixes and missing ``num_batches_tracked`` buffers
-    are accepted. When the source is a classifier and the model a
-    HigherHRNet (or the reverse), only the shared backbone is loaded and the report says so.
+    are accepted. When the source is a classifier and the model a HigherHRNet (or the
+    reverse), only the shared backbone is loaded and the report says so.
     ``strict`` then applies to the backbone. Shape mismatches always raise ``WeightsError``.
     """
     obj = read_checkpoint(source) if isinstance(source, str | Path) else dict(source)

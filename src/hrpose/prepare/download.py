@@ -62,9 +62,11 @@ def download(
     A complete ``dest`` (right size/checksums) is kept as is. Broken connections are retried
     from where they stopped; a server that ignores Range restarts the file. ``sha256`` may be
     the full digest or a prefix of it (as in torch.hub file names). A wrong size or checksum at
-    the end deletes the partial file and raises :class:`DownloadError` naming both values; only
+    the end deletes the partial file and raises :class:`ChecksumError` naming both values; only
     a verified file is ever renamed to ``dest``.
     """
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{8,64}", sha256):
+        raise ValueError(f"sha256 {sha256!r}: give the hex digest or a prefix of 8+ hex digits")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_file() and not file_problem(dest, expected_size, md5, sha256):
