@@ -28,6 +28,7 @@ LAYERS = {
     "engine": 2,
     "predict": 2,
     "export": 2,
+    "hub": 2,
     "evaluation": 2,
     "prepare": 2,
     "viz": 2,

@@ -88,8 +88,6 @@ def test_cli_video(small_weights, shared_data, tmp_path) -> None:
 
 
 def test_cli_errors(tmp_path, capsys) -> None:
-    with pytest.raises(SystemExit, match="no weights given"):
-        main(["predict", str(tmp_path)])
     with pytest.raises(SystemExit, match="weights file not found"):
         main(["predict", str(tmp_path), "--weights", str(tmp_path / "none.pth")])
     with pytest.raises(SystemExit, match="no such file"):

@@ -12,12 +12,15 @@ import torch
 from torch import nn
 
 from hrpose.decode import DecodeParams, decode, preprocess
+from hrpose.hub import DEFAULT_POSE, REGISTRY, is_remote, resolve_weights
 from hrpose.models import HigherHRNet, describe_arch, extract_state_dict, load_weights
 from hrpose.models.weights import WeightsError, read_checkpoint
 from hrpose.skeleton import COCO17, KeypointSpec
 from hrpose.structures import People
 
 WEIGHTS_HELP = (
+    "Pass a registered name (`hrpose weights list`; e.g. higherhrnet-w32-512, downloaded and "
+    "cached on first use) or an http(s) URL. "
     "Official HigherHRNet weights: download pose_higher_hrnet_w32_512.pth from the model zoo "
     "linked in the README of github.com/HRNet/HigherHRNet-Human-Pose-Estimation (Google Drive / "
     "OneDrive), or train your own with `hrpose train pose` (its results/<experiment>/<run>/"
@@ -89,8 +92,11 @@ class Predictor:
         num_joints: int | None = None,
         **kwargs: Any,
     ) -> Predictor:
-        """From an official or hrpose checkpoint (architecture read from it), an ``.onnx`` file,
-        or ``"random"`` (an untrained HigherHRNet, width 32 unless given)."""
+        """From an official, mmpose 0.x or hrpose checkpoint (architecture read from it), an
+        ``.onnx`` file, a registered name or URL (see ``from_pretrained``), or ``"random"`` (an
+        untrained HigherHRNet, width 32 unless given)."""
+        if is_remote(weights):
+            return cls.from_pretrained(str(weights), width=width, num_joints=num_joints, **kwargs)
         if str(weights) == "random":
             torch.manual_seed(0)
             model = HigherHRNet(width or 32, num_joints or 17)
@@ -120,6 +126,24 @@ class Predictor:
                 f"{path} predicts {k} joints but the keypoint spec has {spec.num_joints}"
             )
         return cls(model, spec=spec, description=f"HigherHRNet-W{w} from {path}", **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name: str = "", **kwargs: Any) -> Predictor:
+        """From a registered name (default: the default COCO model) or an http(s) URL: the file
+        is downloaded and verified on first use, then read from the cache (``hrpose.hub``)."""
+        name = name or DEFAULT_POSE
+        entry = REGISTRY.get(name)
+        if entry is not None and entry.kind != "pose":
+            raise WeightsError(
+                f"{name} is {entry.model} {entry.kind} weights, not pose weights; pose models: "
+                + ", ".join(n for n, e in REGISTRY.items() if e.kind == "pose")
+            )
+        if entry is not None:
+            kwargs.setdefault("input_size", entry.input_size)
+        predictor = cls.from_weights(resolve_weights(name), **kwargs)
+        if entry is not None:
+            predictor.description = f"{entry.model} {name} ({entry.metric})"
+        return predictor
 
     @classmethod
     def from_onnx(cls, path: str | Path, **kwargs: Any) -> Predictor:

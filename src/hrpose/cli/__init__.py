@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("hrpose.cli.export", "export onnx: the network as an ONNX file"),
     "prepare": ("hrpose.cli.prepare", "prepare coco | imagenet: download and lay out data"),
     "summary": ("hrpose.cli.summary", "parameters and multiply-adds of a model"),
+    "weights": ("hrpose.cli.weights", "weights list | download: registered pretrained weights"),
 }
 
 

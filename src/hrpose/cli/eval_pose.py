@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
         description="COCO keypoint AP. Every image of the split is predicted (images without "
         "people count: false positives there lower AP).",
     )
-    p.add_argument("--weights", help="official or hrpose checkpoint (.pth/.pt) or .onnx")
+    p.add_argument("--weights", help="checkpoint (.pth/.pt), .onnx, URL or registered name")
     p.add_argument("--results", help="evaluate this COCO results JSON instead of predicting")
     p.add_argument("--annotations", help="annotation file (default from --data.root/--data.split)")
     p.add_argument("--images", help="image folder (default <root>/images/<split>)")
@@ -84,6 +84,7 @@ def _evaluate_weights(args: argparse.Namespace, ann: Path, images: Path) -> int:
     from hrpose.evaluation.coco_eval import evaluate_keypoints
     from hrpose.evaluation.pose import image_list, predict_images, write_results
     from hrpose.evaluation.protocol import ProtocolRecord, sha256_file
+    from hrpose.hub import is_remote, resolve_weights
     from hrpose.models import WeightsError
     from hrpose.predict import Predictor
 
@@ -104,7 +105,7 @@ def _evaluate_weights(args: argparse.Namespace, ann: Path, images: Path) -> int:
     except (WeightsError, ValueError, RuntimeError) as e:
         print(f"hrpose eval pose: {e}", file=sys.stderr)
         return 2
-    if args.input_size is None and "W48" in predictor.description:
+    if args.input_size is None and "W48" in predictor.description and not is_remote(args.weights):
         predictor.input_size = 640
     todo = image_list(ann)[: args.limit] if args.limit else image_list(ann)
     name = Path(str(args.weights)).stem
@@ -124,7 +125,7 @@ def _evaluate_weights(args: argparse.Namespace, ann: Path, images: Path) -> int:
     stats, table = evaluate_keypoints(
         results, ann, backend=args.backend, image_ids=[i for i, _ in todo], print_summary=True
     )
-    weights = None if args.weights == "random" else str(args.weights)
+    weights = None if args.weights == "random" else str(resolve_weights(args.weights, quiet=True))
     record = ProtocolRecord(
         annotation_file=str(ann),
         num_images=len(todo),

@@ -24,8 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="image, folder, video file, or camera index (e.g. 0)")
     p.add_argument(
         "--weights",
-        help="checkpoint (official or hrpose), .onnx, or 'random'; "
-        "default: inference.ckpt_path of --config",
+        help="checkpoint (official, mmpose 0.x or hrpose), .onnx, an http(s) URL, a registered "
+        "name (hrpose weights list) or 'random'; default: inference.ckpt_path of --config, else "
+        "the default registered COCO model (downloaded on first use)",
     )
     p.add_argument("--config", help="a pose training YAML whose inference section to use")
     p.add_argument("--output", default="outputs/predict", help="output folder")
@@ -47,13 +48,15 @@ def _predictor(args: argparse.Namespace):
     from hrpose.config.schema import PoseTrainConfig
     from hrpose.decode import DecodeParams
     from hrpose.engine.pose_task import decode_params
+    from hrpose.hub import DEFAULT_POSE, is_remote
     from hrpose.predict import WEIGHTS_HELP, Predictor
 
     cfg = load_config(PoseTrainConfig, args.config) if args.config else PoseTrainConfig()
     weights = args.weights or cfg.inference.ckpt_path
     if not weights:
-        raise SystemExit(f"hrpose predict: no weights given. {WEIGHTS_HELP}")
-    if weights != "random" and not Path(weights).is_file():
+        weights = DEFAULT_POSE
+        print(f"no --weights: using the default registered model {weights} (`hrpose weights list`)")
+    if weights != "random" and not Path(weights).is_file() and not is_remote(weights):
         raise SystemExit(f"hrpose predict: weights file not found: {weights}. {WEIGHTS_HELP}")
     if args.backend == "onnxruntime" and not str(weights).endswith(".onnx"):
         raise SystemExit(

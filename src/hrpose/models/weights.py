@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -13,6 +14,8 @@ from torch import Tensor, nn
 
 PREFIXES = ("module.", "_orig_mod.")
 CONTAINER_KEYS = ("model", "state_dict", "model_state_dict", "net")
+# mmpose 0.x's AssociativeEmbedding keeps the official modules under two attributes.
+MMPOSE_PREFIXES = ("backbone.", "keypoint_head.")
 BACKBONE_ROOTS = (
     "conv1",
     "bn1",
@@ -58,7 +61,9 @@ def read_checkpoint(path: str | Path) -> dict:
             "checkpoint or an hrpose checkpoint (results/<experiment>/<run>/checkpoints/best.pt)."
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # mmcv-written metadata may hold numpy scalars/arrays: plain data, allowed; no code.
+        with _numpy_allowed():
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
         raise WeightsError(
             f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: "
@@ -70,8 +75,52 @@ def read_checkpoint(path: str | Path) -> dict:
     return dict(obj)
 
 
+def _numpy_allowed() -> contextlib.AbstractContextManager:
+    """weights_only loading that also accepts numpy values (torch >= 2.5; older: as is)."""
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    return safe_globals(_numpy_globals()) if safe_globals else contextlib.nullcontext()
+
+
+def _numpy_globals() -> list:
+    """numpy's array/scalar reconstructors under the names numpy 1.x and 2.x pickle them by."""
+    import numpy as np
+
+    core = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    dtypes = {type(np.dtype(c)) for c in "?bBhHiIlLqQefdFDUS"}  # numpy >= 1.25: one class each
+    out: list = [np.dtype, np.ndarray, *dtypes]
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        out += [(core.scalar, f"{mod}.scalar"), (core._reconstruct, f"{mod}._reconstruct")]
+    return out
+
+
+def is_mmpose_layout(state: Mapping[str, object]) -> bool:
+    """True for mmpose 0.x keys: everything under ``backbone.`` or ``keypoint_head.``."""
+    return any(k.startswith(MMPOSE_PREFIXES[0]) for k in state) and all(
+        k.startswith(MMPOSE_PREFIXES) for k in state
+    )
+
+
+def from_mmpose(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """mmpose 0.x HRNet + AEHigherResolutionHead keys -> official keys, order kept.
+
+    mmpose's modules are the official ones under ``backbone.`` (stem, stages) and
+    ``keypoint_head.`` (``final_layers``, ``deconv_layers``), so dropping the prefix is the map.
+    """
+    out = {}
+    for key, value in state.items():
+        prefix = next((p for p in MMPOSE_PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            raise WeightsError(
+                f"{key!r} is not an mmpose 0.x HigherHRNet key (expected the prefixes "
+                f"{MMPOSE_PREFIXES}); is this another mmpose model?"
+            )
+        out[key[len(prefix) :]] = value
+    return out
+
+
 def extract_state_dict(obj: Mapping) -> dict[str, Tensor]:
-    """The tensor dict inside an official/hrpose checkpoint, without DDP/compile prefixes."""
+    """The tensor dict inside an official/hrpose/mmpose 0.x checkpoint, in official key names
+    (no DDP/compile prefixes, mmpose's ``backbone.``/``keypoint_head.`` dropped)."""
     for key in CONTAINER_KEYS:
         if key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
@@ -93,7 +142,7 @@ def extract_state_dict(obj: Mapping) -> dict[str, Tensor]:
             "the checkpoint holds no tensors; expected a state dict or a dict with a "
             f"'{CONTAINER_KEYS[0]}' or '{CONTAINER_KEYS[1]}' entry"
         )
-    return state
+    return from_mmpose(state) if is_mmpose_layout(state) else state
 
 
 def _is_backbone(key: str) -> bool:
@@ -141,9 +190,10 @@ def _mismatch_message(model: nn.Module, source: dict, target: dict, bad: list[st
 def load_weights(model: nn.Module, source: str | Path | Mapping, strict: bool = True) -> LoadReport:
     """Load ``source`` (path, checkpoint dict or state dict) into ``model``.
 
-    Official checkpoints, hrpose checkpoints, ``module.``/``_orig_mod.`` prefixes and missing
-    ``num_batches_tracked`` buffers are accepted. When the source is a classifier and the model a
-    HigherHRNet (or the reverse), only the shared backbone is loaded and the report says so.
+    Official checkpoints, hrpose checkpoints, mmpose 0.x checkpoints (detected by their key
+    prefixes), ``module.``/``_orig_mod.`` prefixes and missing ``num_batches_tracked`` buffers
+    are accepted. When the source is a classifier and the model a HigherHRNet (or the
+    reverse), only the shared backbone is loaded and the report says so.
     ``strict`` then applies to the backbone. Shape mismatches always raise ``WeightsError``.
     """
     obj = read_checkpoint(source) if isinstance(source, str | Path) else dict(source)
