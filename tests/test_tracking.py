@@ -67,6 +67,22 @@ def test_ids_are_stable_and_new_people_get_new_ids() -> None:
         tracker.update(np.zeros((2, 17, 2)))
 
 
+def test_near_duplicates_keep_their_ids_by_score() -> None:
+    """The decoder can return a person twice (same joints, a much lower score); positions alone
+    cannot tell the copies apart, person scores can."""
+    rng = np.random.default_rng(3)
+    person = _person(200, 200, rng)
+    copy = person.copy()
+    copy[:, :2] += 1.5
+    tracker = PoseTracker(COCO17.sigmas)
+    assert tracker.update(np.stack([person, copy]), np.array([0.5, 0.1])).tolist() == [0, 1]
+    # next frame: the strong one lands where the copy was and vice versa
+    assert tracker.update(np.stack([copy, person]), np.array([0.48, 0.12])).tolist() == [0, 1]
+    assert PoseTracker(COCO17.sigmas).update(np.stack([person, copy])).tolist() == [0, 1]
+    with pytest.raises(ValueError, match="2 person scores"):
+        tracker.update(np.stack([person, copy]), np.array([0.5]))
+
+
 def _truth_ids(decoded, ids, frames) -> list[list[int]]:
     """Per frame, the track id of each planted person (after checking every one was found)."""
     assert len(decoded) == len(frames) == len(ids)

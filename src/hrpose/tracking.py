@@ -42,7 +42,10 @@ class PoseTracker:
     (``scipy.optimize.linear_sum_assignment`` on OKS; pairs below ``min_oks`` stay unmatched).
     A track's forecast is its last pose moved by its last per-frame displacement for every frame
     since it was seen, so people who cross keep their ids, and a track missed for up to
-    ``max_age`` frames is kept and gets its id back when the person reappears.
+    ``max_age`` frames is kept and gets its id back when the person reappears. Given person
+    scores, the assignment also prefers a track whose last score is close (OKS minus the score
+    difference): the decoder's near-duplicate people (same joints, lower score) then keep their
+    own tracks instead of trading ids with the person they copy.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class PoseTracker:
         self.keypoints = np.zeros((0, k, 3))  # (T, K, 3) pose when last seen
         self.velocity = np.zeros((0, 2))  # (T, 2) mean joint displacement per frame
         self.age = np.zeros((0,), np.int64)  # (T,) frames since last seen (0: this frame)
+        self.scores = np.zeros((0,))  # (T,) person score when last seen
 
     def forecast(self) -> np.ndarray:
         """(T, K, 3) where each live track is expected in the next frame."""
@@ -67,16 +71,20 @@ class PoseTracker:
         out[:, :, :2] += (self.velocity * (self.age + 1)[:, None])[:, None]
         return out
 
-    def update(self, keypoints: np.ndarray) -> np.ndarray:
-        """Track ids (P,) for this frame's people (P, K, 3)."""
+    def update(self, keypoints: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        """Track ids (P,) for this frame's people (P, K, 3) with person scores (P,) if known."""
         keypoints = np.asarray(keypoints, np.float64)
+        scores = np.zeros(len(keypoints)) if scores is None else np.asarray(scores, np.float64)
+        if scores.shape != (len(keypoints),):
+            raise ValueError(f"expected {len(keypoints)} person scores, got shape {scores.shape}")
         if keypoints.ndim != 3 or keypoints.shape[1:] != (len(self.sigmas), 3):
             raise ValueError(
                 f"expected keypoints of shape (P, {len(self.sigmas)}, 3) for the tracker's "
                 f"{len(self.sigmas)} sigmas, got {keypoints.shape}"
             )
         sim = oks(keypoints, self.forecast(), self.sigmas, self.threshold)  # (P, T)
-        rows, cols = linear_sum_assignment(-sim) if sim.size else (np.zeros(0, int),) * 2
+        gain = sim - np.abs(scores[:, None] - self.scores[None])
+        rows, cols = linear_sum_assignment(-gain) if sim.size else (np.zeros(0, int),) * 2
         keep = sim[rows, cols] >= self.min_oks
         rows, cols = rows[keep], cols[keep]
         ids = np.full(len(keypoints), -1, np.int64)
@@ -96,6 +104,7 @@ class PoseTracker:
         self.keypoints = np.concatenate([cur, keypoints[new], self.keypoints[lost]])
         self.velocity = np.concatenate([step, np.zeros((len(new), 2)), self.velocity[lost]])
         self.age = np.concatenate([np.zeros(len(rows) + len(new), np.int64), self.age[lost] + 1])
+        self.scores = np.concatenate([scores[rows], scores[new], self.scores[lost]])
         return ids
 
 
