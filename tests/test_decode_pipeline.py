@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from munkres import Munkres  # munkres==1.1.4 (dev extra): the official grouping's solver
 
 from hrpose.decode import DecodeParams, Transform, decode, input_size_for, preprocess
 from hrpose.decode.munkres import munkres
@@ -81,15 +82,19 @@ def test_preprocess_geometry() -> None:
     assert x.shape == (3, 512, 704) and tf.size == (704, 512)  # long side up to a multiple of 64
     assert preprocess(image[:100, :50], 512)[0].shape == (3, 1024, 512)
     # an input pixel maps back into the image consistently with the forward warp
-    import cv2
-
     from hrpose.decode import affine_transform
 
     fwd = affine_transform(tf.center, tf.scale, tf.size)
     p = np.array([[123.0, 77.0]])
     there = p @ fwd[:, :2].T + fwd[:, 2]
     assert np.allclose(tf.to_image(there), p, atol=1e-3)
-    assert cv2 is not None
+    # and the warp puts the image's content there: a bright square around p lands at `there`
+    square = np.zeros_like(image)
+    square[70:85, 116:131] = 255
+    warped = preprocess(square, 512)[0][0]
+    tx, ty = np.round(there[0]).astype(int)
+    assert float(warped[ty, tx]) == float(warped.max()) > float(warped.min())
+    assert float(warped[ty, tx + 20]) == float(warped.min())
     with pytest.raises(ValueError, match="RGB"):
         preprocess(image[:, :, 0])
 
@@ -107,10 +112,9 @@ def test_munkres_is_optimal() -> None:
 
 
 def test_munkres_ties_like_classic_munkres() -> None:
-    ref = pytest.importorskip("munkres", reason="munkres==1.1.4 (dev extra) is the reference")
     rng = np.random.default_rng(1)
     for _ in range(300):
         r, c = int(rng.integers(1, 9)), int(rng.integers(1, 9))
         cost = rng.integers(0, 3, (r, c)).astype(float)
-        expected = [tuple(map(int, p)) for p in ref.Munkres().compute(cost.tolist())]
+        expected = [tuple(map(int, p)) for p in Munkres().compute(cost.tolist())]
         assert munkres(cost) == expected

@@ -110,7 +110,6 @@ def test_existing_run_is_not_overwritten(tmp_path) -> None:
 
 
 def test_mlflow_local_store(tmp_path) -> None:
-    pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -48,24 +48,37 @@ def test_ae_edge_cases() -> None:
     assert torch.equal(push, torch.zeros(2)) and torch.equal(pull, torch.zeros(2))
 
 
-def test_total_is_sum_of_batch_means_with_weights() -> None:
-    torch.manual_seed(0)
-    k, r = 3, 8
-    outputs = [torch.randn(2, 2 * k, r, r, requires_grad=True), torch.randn(2, k, 2 * r, 2 * r)]
-    heat = [torch.rand(2, k, r, r), torch.rand(2, k, 2 * r, 2 * r)]
-    masks = [torch.ones(2, r, r), torch.ones(2, 2 * r, 2 * r)]
-    j = torch.cat([_joints([[(0, 1, 1), (2, 3, 3)], [(1, 5, 5)]], k, r)] * 2)
-    joints = [j, torch.zeros_like(j)]
-    loss = HigherHRNetLoss(num_joints=k)
-    total, parts = loss(outputs, heat, masks, joints)
-    assert set(parts) == {"heatmaps_0", "heatmaps_1", "push", "pull"}
-    assert math.isclose(float(total.detach()), float(sum(parts.values())), rel_tol=1e-6)
-    hm0 = heatmap_loss(outputs[0][:, :k], heat[0], masks[0]).mean()
-    assert torch.isclose(parts["heatmaps_0"], hm0)
-    push, pull = ae_loss(outputs[0][:, k:], j)
-    assert torch.isclose(parts["push"], push.mean() * 0.001)
+def test_total_by_hand() -> None:
+    """Two joints, a 2x2 low and 4x4 high map, a batch of two (the second image all zero)."""
+    k = 2
+    low = torch.zeros(2, 2 * k, 2, 2)
+    low[0, 0, 0, 0] = 1.0  # heatmap error 1 of 2*2*2 values: 1/8
+    low[0, 2, 0, 0], low[0, 3, 1, 1] = 1.0, 3.0  # person A: tags 1, 3 (mean 2, pull 1)
+    low[0, 2, 1, 0], low[0, 3, 0, 1] = 4.0, 4.0  # person B: tags 4, 4 (mean 4, pull 0)
+    low.requires_grad_(True)
+    high = torch.zeros(2, k, 4, 4)
+    high[0, 1, 2, 3] = 3.0  # error 9 of 2*4*4 values: 9/32
+    high[0, 0, 0, 0] = 5.0  # masked out below
+    heat = [torch.zeros(2, k, 2, 2), torch.zeros(2, k, 4, 4)]
+    masks = [torch.ones(2, 2, 2), torch.ones(2, 4, 4)]
+    masks[1][0, 0, 0] = 0
+    j = _joints([[(0, 0, 0), (1, 1, 1)], [(0, 1, 0), (1, 0, 1)]], k, 2)
+    joints = [torch.cat([j, torch.zeros_like(j)]), torch.zeros(2, 4, k, 2, dtype=torch.long)]
+    total, parts = HigherHRNetLoss(num_joints=k)([low, high], heat, masks, joints)
+    # batch means: the second image contributes zeros; push/pull weights 0.001
+    expected = {
+        "heatmaps_0": (1 / 8) / 2,
+        "heatmaps_1": (9 / 32) / 2,
+        "push": 0.001 * (0.5 * 2 * math.exp(-4) / 2) / 2,  # 2 ordered pairs, d = 2
+        "pull": 0.001 * ((1 + 0) / 2) / 2,
+    }
+    assert set(parts) == set(expected)
+    for name, value in expected.items():
+        assert math.isclose(float(parts[name]), value, rel_tol=1e-5), name  # fp32
+    assert math.isclose(float(total.detach()), sum(expected.values()), rel_tol=1e-6)
     total.backward()
-    assert outputs[0].grad is not None and outputs[0].grad[:, k:].abs().sum() > 0
+    assert low.grad is not None and low.grad[0, k:].abs().sum() > 0  # tags get a gradient
+    assert float(low.grad[1].abs().sum()) == 0.0  # the empty image none
 
 
 def test_fp32_under_autocast() -> None:

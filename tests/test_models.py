@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pickle
+import zlib
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +17,50 @@ from hrpose.models import (
     load_weights,
     summarize,
 )
+
+OFFICIAL = np.load(Path(__file__).with_name("data") / "official_model_outputs.npz")
+
+
+def _official_fill(key: str, t: torch.Tensor) -> torch.Tensor:
+    """The deterministic value of one state-dict entry, seeded by its key (tests/data/README.md:
+    the official models were filled with the same rule)."""
+    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+    if not t.is_floating_point():
+        return t.clone()
+    if key.endswith("running_var"):
+        return 0.5 + torch.rand(t.shape, generator=g)
+    if key.endswith("running_mean") or key.endswith("bias"):
+        return 0.1 * torch.randn(t.shape, generator=g)
+    if t.ndim == 1:  # BatchNorm weight
+        return 0.5 + torch.rand(t.shape, generator=g)
+    return 0.5 * torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5
+
+
+@pytest.mark.parametrize("kind", ["pose", "cls"])
+def test_outputs_equal_the_official_models(kind: str) -> None:
+    """Official PoseHigherResolutionNet-W32 and HRNet-W32-C, filled with the same values by key:
+    same state-dict keys, order and shapes, and the same outputs (stored)."""
+    model = (
+        HigherHRNet(32, init_weights=False)
+        if kind == "pose"
+        else HRNetClassifier(32, init_weights=False)
+    )
+    sd = model.state_dict()
+    layout = "\n".join(f"{k} {tuple(v.shape)}" for k, v in sd.items())
+    assert layout == str(OFFICIAL[f"{kind}_keys"])
+    model.load_state_dict({k: _official_fill(k, v) for k, v in sd.items()})
+    with torch.no_grad():
+        out = model.eval()(torch.from_numpy(OFFICIAL["input"]))
+    names = ("pose_low", "pose_high") if kind == "pose" else ("cls_logits",)
+    outs = (out.low, out.high) if kind == "pose" else (out,)
+    for name, o in zip(names, outs, strict=True):
+        ref = OFFICIAL[name]
+        assert ref.std() > 0.05, name  # the reference is a real signal, not zeros
+        assert o.shape == ref.shape, name
+        assert np.allclose(o.numpy(), ref, rtol=1e-4, atol=1e-5), (
+            name,
+            np.abs(o.numpy() - ref).max(),
+        )
 
 
 @pytest.fixture(scope="module")

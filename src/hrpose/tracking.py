@@ -1,6 +1,7 @@
-"""Stable person ids across video frames (greedy OKS matching) and One-Euro smoothing.
+"""Stable person ids across video frames (OKS + Hungarian matching) and One-Euro smoothing.
 
-Pure numpy; the state lives in small classes that the video loop feeds frame by frame.
+Pure numpy (and scipy's assignment solver); the state lives in small classes that the video
+loop feeds frame by frame.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 
 def oks(
@@ -34,42 +36,75 @@ def oks(
 
 
 class PoseTracker:
-    """Greedy OKS matching of each frame's people to the previous tracks; new ids otherwise."""
+    """Track ids by OKS against each track's constant-velocity forecast, assigned optimally.
 
-    def __init__(self, sigmas: Sequence[float], min_oks: float = 0.3, max_age: int = 5) -> None:
-        self.sigmas = np.asarray(sigmas)
-        self.min_oks = min_oks
-        self.max_age = max_age
+    Each frame's people are matched to the live tracks with the Hungarian method
+    (``scipy.optimize.linear_sum_assignment`` on OKS; pairs below ``min_oks`` stay unmatched).
+    A track's forecast is its last pose moved by its last per-frame displacement for every frame
+    since it was seen, so people who cross keep their ids, and a track missed for up to
+    ``max_age`` frames is kept and gets its id back when the person reappears. Given person
+    scores, the assignment also prefers a track whose last score is close (OKS minus the score
+    difference): the decoder's near-duplicate people (same joints, lower score) then keep their
+    own tracks instead of trading ids with the person they copy.
+    """
+
+    def __init__(
+        self,
+        sigmas: Sequence[float],
+        min_oks: float = 0.3,
+        max_age: int = 5,
+        threshold: float = 0.1,
+    ) -> None:
+        self.sigmas = np.asarray(sigmas, np.float64)
+        self.min_oks, self.max_age, self.threshold = min_oks, max_age, threshold
         self.next_id = 0
-        self.tracks: dict[int, tuple[np.ndarray, int]] = {}  # id -> (keypoints, age)
+        k = len(self.sigmas)
+        self.ids = np.zeros((0,), np.int64)  # (T,) live track ids
+        self.keypoints = np.zeros((0, k, 3))  # (T, K, 3) pose when last seen
+        self.velocity = np.zeros((0, 2))  # (T, 2) mean joint displacement per frame
+        self.age = np.zeros((0,), np.int64)  # (T,) frames since last seen (0: this frame)
+        self.scores = np.zeros((0,))  # (T,) person score when last seen
 
-    def update(self, keypoints: np.ndarray) -> np.ndarray:
-        """Track ids (P,) for this frame's people (P, K, 3)."""
-        ids = np.full(len(keypoints), -1, int)
-        track_ids = list(self.tracks)
-        if track_ids and len(keypoints):
-            prev = np.stack([self.tracks[t][0] for t in track_ids])
-            sim = oks(keypoints, prev, self.sigmas)
-            order = np.dstack(np.unravel_index(np.argsort(-sim, axis=None), sim.shape))[0]
-            used_p, used_t = set(), set()
-            for p, t in order:
-                if sim[p, t] < self.min_oks:
-                    break
-                if p in used_p or t in used_t:
-                    continue
-                ids[p] = track_ids[t]
-                used_p.add(p)
-                used_t.add(t)
-        for p in np.flatnonzero(ids < 0):
-            ids[p] = self.next_id
-            self.next_id += 1
-        seen = set(ids.tolist())
-        self.tracks = {
-            t: (kp, age + 1) for t, (kp, age) in self.tracks.items()
-            if t not in seen and age + 1 <= self.max_age
-        }  # fmt: skip
-        for p, t in enumerate(ids):
-            self.tracks[int(t)] = (keypoints[p].copy(), 0)
+    def forecast(self) -> np.ndarray:
+        """(T, K, 3) where each live track is expected in the next frame."""
+        out = self.keypoints.copy()
+        out[:, :, :2] += (self.velocity * (self.age + 1)[:, None])[:, None]
+        return out
+
+    def update(self, keypoints: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        """Track ids (P,) for this frame's people (P, K, 3) with person scores (P,) if known."""
+        keypoints = np.asarray(keypoints, np.float64)
+        scores = np.zeros(len(keypoints)) if scores is None else np.asarray(scores, np.float64)
+        if scores.shape != (len(keypoints),):
+            raise ValueError(f"expected {len(keypoints)} person scores, got shape {scores.shape}")
+        if keypoints.ndim != 3 or keypoints.shape[1:] != (len(self.sigmas), 3):
+            raise ValueError(
+                f"expected keypoints of shape (P, {len(self.sigmas)}, 3) for the tracker's "
+                f"{len(self.sigmas)} sigmas, got {keypoints.shape}"
+            )
+        sim = oks(keypoints, self.forecast(), self.sigmas, self.threshold)  # (P, T)
+        gain = sim - np.abs(scores[:, None] - self.scores[None])
+        rows, cols = linear_sum_assignment(-gain) if sim.size else (np.zeros(0, int),) * 2
+        keep = sim[rows, cols] >= self.min_oks
+        rows, cols = rows[keep], cols[keep]
+        ids = np.full(len(keypoints), -1, np.int64)
+        ids[rows] = self.ids[cols]
+        new = np.flatnonzero(ids < 0)
+        ids[new] = self.next_id + np.arange(len(new))
+        self.next_id += len(new)
+
+        # matched tracks: displacement per frame over the joints seen both times
+        prev, cur = self.keypoints[cols], keypoints[rows]
+        both = (prev[:, :, 2] > self.threshold) & (cur[:, :, 2] > self.threshold)
+        step = ((cur[:, :, :2] - prev[:, :, :2]) * both[..., None]).sum(1)
+        step = step / np.maximum(both.sum(1), 1)[:, None] / (self.age[cols] + 1)[:, None]
+        lost = np.setdiff1d(np.arange(len(self.ids)), cols)
+        lost = lost[self.age[lost] + 1 <= self.max_age]
+        self.ids = np.concatenate([ids[rows], ids[new], self.ids[lost]])
+        self.keypoints = np.concatenate([cur, keypoints[new], self.keypoints[lost]])
+        self.velocity = np.concatenate([step, np.zeros((len(new), 2)), self.velocity[lost]])
+        self.age = np.concatenate([np.zeros(len(rows) + len(new), np.int64), self.age[lost] + 1])
+        self.scores = np.concatenate([scores[rows], scores[new], self.scores[lost]])
         return ids
 
 

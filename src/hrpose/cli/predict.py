@@ -221,7 +221,7 @@ def _video(predictor, source: str, kind: str, out: Path, args: argparse.Namespac
                     break
                 pred = predictor.predict(frame)
                 people = pred.people
-                ids = tracker.update(people.keypoints)
+                ids = tracker.update(people.keypoints, people.scores)
                 if smoother is not None and len(people):
                     from hrpose.structures import People
 
