@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from hrpose.cli import main
 from hrpose.cli.predict import _parser
@@ -75,3 +76,15 @@ def test_threshold_options_and_prediction_transform() -> None:
     image = np.random.default_rng(0).integers(0, 255, (90, 160, 3), np.uint8)
     pred = predictor.predict(image)
     assert pred.transform == preprocess(image, 128)[1]
+
+
+def test_ground_truth_errors_name_the_problem(shared_data, tmp_path, capsys) -> None:
+    crowd = shared_data / "crowdpose-mini"
+    argv = ["predict", str(crowd / "images" / "103319.jpg"), "--weights",
+            str(shared_data / "weights" / "w8-coco-mini.pt"),
+            "--output", str(tmp_path), "--device", "cpu"]  # fmt: skip
+    assert main([*argv, "--ground-truth", str(crowd / "person_keypoints.json")]) == 2
+    assert "has 14 keypoints per person but the model predicts 17" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not a readable COCO keypoints file"):
+        main([*argv, "--ground-truth", str(tmp_path / "bad.json")])

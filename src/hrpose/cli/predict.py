@@ -144,6 +144,12 @@ def main(argv: list[str]) -> int:
     except (ValueError, RuntimeError) as e:
         print(f"hrpose predict: {e}", file=sys.stderr)
         return 2
+    if gt and next(iter(gt.values())).keypoints.shape[1] != predictor.spec.num_joints:
+        k = next(iter(gt.values())).keypoints.shape[1]
+        print(f"hrpose predict: --ground-truth has {k} keypoints per person but the model "
+              f"predicts {predictor.spec.num_joints}; give the annotations of its keypoint set",
+              file=sys.stderr)  # fmt: skip
+        return 2
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     dp = predictor.params
@@ -171,15 +177,19 @@ def _ground_truth(path: str) -> dict:
         data = json.loads(Path(path).read_text())
         names = {im["id"]: im["file_name"] for im in data["images"]}
         anns = [a for a in data["annotations"] if a.get("num_keypoints", 1) > 0]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        k = len(data["categories"][0]["keypoints"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         raise SystemExit(
             f"hrpose predict: --ground-truth {path}: not a readable COCO keypoints file ({e}); "
             "give the person_keypoints JSON of the images"
         ) from e
+    per_image: dict = {image_id: [] for image_id in names}
+    for a in anns:
+        per_image.setdefault(a["image_id"], []).append(a["keypoints"])
     out: dict = {}
     for image_id, name in names.items():
-        kp = [a["keypoints"] for a in anns if a["image_id"] == image_id]
-        arr = np.array(kp, np.float32).reshape(len(kp), -1, 3)
+        kp = per_image[image_id]
+        arr = np.array(kp, np.float32).reshape(len(kp), k, 3)
         arr[:, :, 2] = arr[:, :, 2] > 0
         out[Path(name).name] = People(
             arr, np.ones(len(kp), np.float32), np.zeros_like(arr[..., :1])

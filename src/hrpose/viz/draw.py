@@ -98,7 +98,9 @@ def draw_people(
             top = p[ok][np.argmin(p[ok][:, 1])]
             org = (int(top[0]), max(10, int(top[1]) - 6))
             font = cv2.FONT_HERSHEY_SIMPLEX
-            cv2.putText(out, str(int(ids[i])), org, font, 0.4 * thick, color, thick, cv2.LINE_AA)
+            text, size = str(int(ids[i])), 0.4 * thick
+            cv2.putText(out, text, org, font, size, (0, 0, 0), thick + 2, cv2.LINE_AA)
+            cv2.putText(out, text, org, font, size, color, thick, cv2.LINE_AA)
     return out
 
 
