@@ -5,7 +5,8 @@ inference settings once per image, then for each candidate (person threshold, jo
 counts on coco-mini how many people would be drawn against the 12 annotated ones, how many of
 those match an annotation (COCO OKS >= 0.5, one annotation each, best score first) and how many
 drawn joints are within the OKS "correct" radius (per-joint similarity >= 0.5); and what would be
-drawn on the unannotated examples (one has no person) and the street video. Not a timing.
+drawn on the unannotated examples (one has no person) and the street video. Not a timing; the
+baseline is the first row (person threshold 0, joints 0.1), what was drawn before thresholds.
 
     python benchmarks/bench_draw_thresholds.py [--weights ../shared/data/weights/w8-coco-mini.pt]
 """
