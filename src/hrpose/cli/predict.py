@@ -248,13 +248,35 @@ def _count(people, args: argparse.Namespace) -> int:
     return int(shown.any(axis=1).sum())
 
 
+def _panel(image: np.ndarray, people, truth, spec, args: argparse.Namespace) -> np.ndarray:
+    """Prediction | ground truth; an annotated person takes the number and colour of the drawn
+    person that matches it best (OKS >= 0.5), the others numbers of their own."""
+    from hrpose.tracking import oks
+    from hrpose.viz.draw import draw_people, drawn_joints, side_by_side
+
+    shown = drawn_joints(people, args.person_threshold, args.joint_threshold).any(axis=1)
+    ids = np.cumsum(shown) - 1  # the drawn people's numbers, in the colours of *_pose.jpg
+    sim = oks(people.keypoints[shown], truth.keypoints, spec.sigmas, threshold=0.5)
+    best = sim.argmax(axis=0) if sim.size else np.zeros(len(truth), int)
+    hit = sim.max(axis=0) >= 0.5 if sim.size else np.zeros(len(truth), bool)
+    truth_ids = np.where(hit, best, int(shown.sum()) + np.cumsum(~hit) - 1)
+    left = draw_people(image, people, spec, ids, args.joint_threshold,
+                       person_threshold=args.person_threshold)  # fmt: skip
+    right = draw_people(image, truth, spec, truth_ids, 0.5, person_threshold=0.0)
+    return side_by_side(
+        [left, right],
+        [f"prediction: {int(shown.sum())} people drawn of {len(people)} decoded",
+         f"ground truth: {len(truth)} annotated, {int(hit.sum())} matched"],
+    )  # fmt: skip
+
+
 def _images(
     predictor, paths: list[Path], out: Path, args: argparse.Namespace, gt: dict | None = None
 ) -> int:
     import cv2
     from tqdm import tqdm
 
-    from hrpose.viz.draw import draw_people, side_by_side
+    from hrpose.viz.draw import draw_people
 
     rows: list[dict] = []
     failed: list[str] = []
@@ -275,12 +297,7 @@ def _images(
         pose = draw_people(image, pred.people, predictor.spec, **thresholds)
         cv2.imwrite(str(out / f"{path.stem}_pose.jpg"), pose[:, :, ::-1])
         if gt is not None and path.name in gt:
-            truth = draw_people(image, gt[path.name], predictor.spec, joint_threshold=0.5,
-                                person_threshold=0.0)  # fmt: skip
-            k = _count(pred.people, args)
-            panel = side_by_side(
-                [pose, truth], [f"prediction: {k} people", f"ground truth: {len(gt[path.name])}"]
-            )
+            panel = _panel(image, pred.people, gt[path.name], predictor.spec, args)
             cv2.imwrite(str(out / f"{path.stem}_vs_gt.jpg"), panel[:, :, ::-1])
             panels += 1
         _extras(pred, image, path.stem, out, args)
