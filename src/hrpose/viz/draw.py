@@ -207,9 +207,10 @@ def tag_plot(
         tags = np.asarray(people.tags, np.float64)
         measured = np.isfinite(tags).all(axis=2) & (tags != 0).any(axis=2)
         colors = _colors(shown, ids)
+        rank = np.cumsum(shown.any(axis=1)) - 1  # the numbers of the ground-truth panels
         for i in np.flatnonzero((shown & measured).any(axis=1)):
             found = shown[i] & measured[i]
-            label = f"id {int(ids[i])}" if ids is not None else f"person {i}"
+            label = f"id {int(ids[i])}" if ids is not None else f"person {rank[i]}"
             c = np.array(colors[i]) / 255
             ax.plot(np.arange(k)[found], tags[i, found, 0], "o-", color=c, ms=4, lw=1, label=label)
             drawn += 1
