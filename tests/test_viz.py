@@ -1,13 +1,25 @@
-"""Drawing: person colours at joints, heatmap grid and tag plot images; video round trip."""
+"""Drawing: only confident people and joints, colours per person, heatmaps aligned with the
+image, tags of detected joints, panels; video round trip."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from hrpose.decode import DecodeParams, decode, preprocess
 from hrpose.skeleton import COCO17
 from hrpose.structures import People
-from hrpose.viz.draw import draw_people, heatmap_grid, person_color, tag_plot
+from hrpose.viz.draw import (
+    draw_people,
+    drawn_joints,
+    heatmap_affine,
+    heatmap_grid,
+    person_color,
+    side_by_side,
+    tag_plot,
+    warp_heatmaps,
+)
 from hrpose.viz.video import VideoError, VideoWriter, read_video, video_info
 
 
@@ -29,6 +41,105 @@ def test_skeleton_colours_at_joints() -> None:
     assert out[int(p[1, 0, 1]), int(p[1, 0, 0])].tolist() == list(person_color(1))
     ids = draw_people(image, _people(), COCO17, ids=[7, 3])
     assert ids[int(p[0, 3, 1]), int(p[0, 3, 0])].tolist() == list(person_color(7))
+
+
+def _star(score: float, joint_scores: np.ndarray) -> People:
+    """One person whose 17 joints sit on a 400x400 canvas far apart (limb midpoints distinct)."""
+    kp = np.zeros((1, 17, 3), np.float32)
+    angle = np.linspace(0, 2 * np.pi, 17, endpoint=False)
+    kp[0, :, 0], kp[0, :, 1] = 200 + 150 * np.cos(angle), 200 + 150 * np.sin(angle)
+    kp[0, :, 2] = joint_scores
+    return People(kp, np.array([score], np.float32), np.ones((1, 17, 1), np.float32))
+
+
+def _lit(image: np.ndarray, xy: np.ndarray) -> bool:
+    x, y = np.round(xy).astype(int)
+    return bool(image[y - 1 : y + 2, x - 1 : x + 2].any())
+
+
+def test_low_score_person_and_low_joints_are_not_drawn() -> None:
+    canvas = np.zeros((400, 400, 3), np.uint8)
+    scores = np.full(17, 0.9, np.float32)
+    scores[5] = 0.1  # left shoulder: below the joint threshold
+    sure = _star(0.8, scores)
+    out = draw_people(canvas, sure, COCO17, joint_threshold=0.3, person_threshold=0.25)
+    kp = sure.keypoints[0]
+    assert _lit(out, kp[0, :2]) and not _lit(out, kp[5, :2])
+    for a, b in COCO17.skeleton:  # a limb is drawn exactly when both its joints are
+        mid = (kp[a, :2] + kp[b, :2]) / 2
+        assert _lit(out, mid) == (a != 5 and b != 5), (a, b)
+    unsure = _star(0.1, np.full(17, 0.9, np.float32))  # confident joints, low person score
+    assert not draw_people(canvas, unsure, COCO17, person_threshold=0.25).any()
+    assert draw_people(canvas, unsure, COCO17, person_threshold=0.05).any()
+    assert drawn_joints(unsure, 0.25, 0.3).sum() == 0 and drawn_joints(sure, 0.25, 0.3).sum() == 16
+
+
+def test_colours_follow_the_drawn_people_and_track_ids() -> None:
+    people = _people()
+    low = People(people.keypoints[[1, 0]], np.array([0.05, 0.9], np.float32), people.tags[[1, 0]])
+    out = draw_people(np.zeros((100, 200, 3), np.uint8), low, COCO17)
+    first = low.keypoints[1, 0]  # the only drawn person takes the first colour
+    assert out[int(first[1]), int(first[0])].tolist() == list(person_color(0))
+    with pytest.raises(ValueError, match="ids has 1 entries for 2 people"):
+        draw_people(np.zeros((100, 200, 3), np.uint8), people, COCO17, ids=[1])
+
+
+def test_heatmap_peak_lands_on_the_decoded_joint() -> None:
+    image = np.zeros((480, 640, 3), np.uint8)  # at 512 the input is 704x512: 3% wider
+    _, transform = preprocess(image, 512)
+    w, h = transform.size
+    high = torch.zeros(1, 17, h // 2, w // 2)
+    high[0, 0, 60, 340] = 1.0  # near the right edge, where stretching errs most
+    low = torch.zeros(1, 34, h // 4, w // 4)
+    params = DecodeParams(flip=False, refine=False, detection_threshold=0.05)
+    people = decode([low, high], image_size=(640, 480), input_size=512, params=params)
+    assert len(people) == 1
+    x, y = people.keypoints[0, 0, :2]
+    affine = heatmap_affine(transform, (w // 2, h // 2))
+    maps = warp_heatmaps(high[0].numpy(), (640, 480), affine)
+    yy, xx = np.unravel_index(np.argmax(maps[0]), maps[0].shape)
+    assert abs(xx - x) <= 1 and abs(yy - y) <= 1
+    yy, xx = np.unravel_index(np.argmax(warp_heatmaps(high[0].numpy(), (640, 480))[0]), (480, 640))
+    assert abs(xx - x) > 5  # stretching the padded input (3% wider) misses it
+    grid = heatmap_grid(image, high[0].numpy(), COCO17.names, tile=320, affine=affine)
+    red = grid[:240, 320:640, 0].astype(np.float64)  # the nose tile over a black image
+    red[:20] = 0  # its label
+    ys, xs = np.nonzero(red)
+    cx, cy = (xs * red[ys, xs]).sum() / red.sum(), (ys * red[ys, xs]).sum() / red.sum()
+    assert abs(cx - ((x + 0.5) / 2 - 0.5)) < 1.5 and abs(cy - ((y + 0.5) / 2 - 0.5)) < 1.5
+
+
+def test_tag_plot_shows_detected_joints_of_drawn_people_only() -> None:
+    base = _people()
+    kp, tags = base.keypoints.copy(), base.tags.copy()
+    kp[0, 7, 2], tags[0, 7] = 0.8, 0.0  # filled in by refinement: a score but no tag
+    refined = People(kp, base.scores, tags)
+    kp_missing = kp.copy()
+    kp_missing[0, 7, 2] = 0.0
+    missing = People(kp_missing, base.scores, tags)
+    assert np.array_equal(
+        tag_plot(refined, COCO17.names, (300, 200)), tag_plot(missing, COCO17.names, (300, 200))
+    )
+    tags_real = tags.copy()
+    tags_real[0, 7] = 1.0
+    assert not np.array_equal(
+        tag_plot(People(kp, base.scores, tags_real), COCO17.names, (300, 200)),
+        tag_plot(refined, COCO17.names, (300, 200)),
+    )
+    low = People(kp, np.array([0.9, 0.01], np.float32), tags)  # the second is not drawn
+    one = People(kp[:1], base.scores[:1], tags[:1])
+    assert np.array_equal(
+        tag_plot(low, COCO17.names, (300, 200)), tag_plot(one, COCO17.names, (300, 200))
+    )
+
+
+def test_side_by_side_panel() -> None:
+    left, right = np.zeros((100, 80, 3), np.uint8), np.full((50, 40, 3), 200, np.uint8)
+    panel = side_by_side([left, right], ["prediction", "ground truth"], gap=4)
+    assert panel.shape == (100, 80 + 4 + 80, 3)
+    assert panel[90, 120].tolist() == [200, 200, 200]  # the right image, scaled to the height
+    with pytest.raises(ValueError, match="one label per image"):
+        side_by_side([left], [])
 
 
 def test_heatmap_grid_and_tag_plot() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hrpose.decode import DecodeParams, decode, preprocess
+from hrpose.decode import DecodeParams, Transform, decode, input_size_for, preprocess
 from hrpose.hub import DEFAULT_POSE, REGISTRY, is_remote, resolve_weights
 from hrpose.models import HigherHRNet, describe_arch, extract_state_dict, load_weights
 from hrpose.models.weights import WeightsError, read_checkpoint
@@ -30,10 +30,11 @@ WEIGHTS_HELP = (
 
 @dataclass
 class Prediction:
-    """People of one image and the network outputs (for heatmap visualisation)."""
+    """People of one image, the network outputs and the input geometry (for visualisation)."""
 
     people: People
     outputs: list[torch.Tensor] = field(default_factory=list)  # scale 1, batch 1
+    transform: Transform | None = None  # scale-1 image -> input, as preprocess returns it
 
 
 def spec_from_checkpoint(obj: dict) -> KeypointSpec | None:
@@ -195,7 +196,11 @@ class Predictor:
             spec=self.spec,
             params=self.params,
         )
-        return Prediction(people, first)
+        # the scale-1 Transform preprocess built in forward (same value, without a second warp)
+        size, center, scale = input_size_for(
+            (image.shape[1], image.shape[0]), self.input_size, 1.0, min(self.params.scales)
+        )
+        return Prediction(people, first, Transform(center, scale, size))
 
     def __call__(self, image: np.ndarray) -> People:
         return self.predict(image).people

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hrpose.data.images import ImageReadError, list_images, read_image
+from hrpose.viz.draw import JOINT_THRESHOLD, PERSON_THRESHOLD
 from hrpose.viz.video import VIDEO_SUFFIXES, VideoError
 
 
@@ -35,7 +36,41 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=None)
     p.add_argument("--no-flip", action="store_true", help="skip the flip test (about 2x faster)")
     p.add_argument("--scales", type=float, nargs="+", default=None)
-    p.add_argument("--threshold", type=float, default=0.1, help="draw joints above this score")
+    p.add_argument(
+        "--det-threshold",
+        type=float,
+        default=None,
+        help="decoder: keep joint candidates above this heatmap value (default: "
+        "--config's inference.det_threshold, else the official 0.1)",
+    )
+    p.add_argument(
+        "--tag-threshold",
+        type=float,
+        default=None,
+        help="decoder: largest tag distance joining a person (default 1.0)",
+    )
+    p.add_argument("--max-people", type=int, default=None, help="decoder: top-k people (30)")
+    p.add_argument(
+        "--person-threshold",
+        type=float,
+        default=PERSON_THRESHOLD,
+        help="draw only people with at least this score (predictions.json keeps "
+        f"everyone; default {PERSON_THRESHOLD})",
+    )
+    p.add_argument(
+        "--joint-threshold",
+        "--threshold",
+        dest="joint_threshold",
+        type=float,
+        default=JOINT_THRESHOLD,
+        help=f"draw only joints with at least this score (default {JOINT_THRESHOLD})",
+    )
+    p.add_argument(
+        "--ground-truth",
+        metavar="ANNOTATIONS.json",
+        help="images: also write <name>_vs_gt.jpg, prediction beside the annotated "
+        "skeletons of this COCO keypoints file",
+    )
     p.add_argument("--heatmaps", action="store_true", help="also write a per-joint heatmap grid")
     p.add_argument("--tags", action="store_true", help="also write a tag-embedding plot")
     p.add_argument("--smooth", action="store_true", help="video: One-Euro smoothing per person")
@@ -63,11 +98,7 @@ def _predictor(args: argparse.Namespace):
             "hrpose predict: --backend onnxruntime needs an .onnx file from `hrpose export onnx`"
         )
     params = decode_params(cfg.inference)
-    changes = {}
-    if args.no_flip:
-        changes["flip"] = False
-    if args.scales:
-        changes["scales"] = tuple(args.scales)
+    changes = _decode_changes(args)
     if changes:
         params = DecodeParams(**{**params.__dict__, **changes})
     import torch
@@ -77,6 +108,18 @@ def _predictor(args: argparse.Namespace):
     if args.input_size or args.config:
         kw["input_size"] = args.input_size or cfg.inference.input_size
     return Predictor.from_weights(weights, **kw)
+
+
+def _decode_changes(args: argparse.Namespace) -> dict:
+    """Decoder settings given on the command line (they override --config's)."""
+    given = {
+        "flip": False if args.no_flip else None,
+        "scales": tuple(args.scales) if args.scales else None,
+        "detection_threshold": args.det_threshold,
+        "tag_threshold": args.tag_threshold,
+        "max_people": args.max_people,
+    }
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _kind(source: str) -> str:
@@ -98,25 +141,63 @@ def _image_id(name: str, fallback: int) -> int:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     kind = _kind(args.source)
+    gt = _ground_truth(args.ground_truth) if args.ground_truth else None
     try:
         predictor = _predictor(args)
     except (ValueError, RuntimeError) as e:
         print(f"hrpose predict: {e}", file=sys.stderr)
         return 2
+    if gt and next(iter(gt.values())).keypoints.shape[1] != predictor.spec.num_joints:
+        k = next(iter(gt.values())).keypoints.shape[1]
+        print(f"hrpose predict: --ground-truth has {k} keypoints per person but the model "
+              f"predicts {predictor.spec.num_joints}; give the annotations of its keypoint set",
+              file=sys.stderr)  # fmt: skip
+        return 2
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    dp = predictor.params
     print(
-        f"model: {predictor.description}; input {predictor.input_size}, flip "
-        f"{predictor.params.flip}; writing to {out}"
+        f"model: {predictor.description}; input {predictor.input_size}, flip {dp.flip}, "
+        f"detection threshold {dp.detection_threshold}, tag threshold {dp.tag_threshold}, "
+        f"max people {dp.max_people}; drawing people with score >= {args.person_threshold} "
+        f"and joints >= {args.joint_threshold}; writing to {out}"
     )
     if kind in ("image", "folder"):
         paths = [Path(args.source)] if kind == "image" else list_images(args.source)
-        return _images(predictor, paths, out, args)
+        return _images(predictor, paths, out, args, gt)
     try:
         return _video(predictor, args.source, kind, out, args)
     except VideoError as e:
         print(f"hrpose predict: {e}", file=sys.stderr)
         return 1
+
+
+def _ground_truth(path: str) -> dict:
+    """file name -> People (annotated joints score 1, unlabelled 0) from a COCO keypoints file."""
+    from hrpose.structures import People
+
+    try:
+        data = json.loads(Path(path).read_text())
+        names = {im["id"]: im["file_name"] for im in data["images"]}
+        anns = [a for a in data["annotations"] if a.get("num_keypoints", 1) > 0]
+        k = len(data["categories"][0]["keypoints"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        raise SystemExit(
+            f"hrpose predict: --ground-truth {path}: not a readable COCO keypoints file ({e}); "
+            "give the person_keypoints JSON of the images"
+        ) from e
+    per_image: dict = {image_id: [] for image_id in names}
+    for a in anns:
+        per_image.setdefault(a["image_id"], []).append(a["keypoints"])
+    out: dict = {}
+    for image_id, name in names.items():
+        kp = per_image[image_id]
+        arr = np.array(kp, np.float32).reshape(len(kp), k, 3)
+        arr[:, :, 2] = arr[:, :, 2] > 0
+        out[Path(name).name] = People(
+            arr, np.ones(len(kp), np.float32), np.zeros_like(arr[..., :1])
+        )
+    return out
 
 
 def _results(
@@ -137,16 +218,21 @@ def _results(
 def _extras(pred, image: np.ndarray, stem: str, out: Path, args: argparse.Namespace) -> None:
     import cv2
 
-    from hrpose.viz.draw import heatmap_grid, tag_plot
+    from hrpose.viz.draw import heatmap_affine, heatmap_grid, tag_plot
 
     if args.heatmaps and pred.outputs:
         k = pred.people.keypoints.shape[1] if len(pred.people) else pred.outputs[-1].shape[1]
         heat = pred.outputs[-1][0, :k].cpu().numpy()
-        names = _names(k)
-        cv2.imwrite(str(out / f"{stem}_heatmaps.jpg"), heatmap_grid(image, heat, names)[:, :, ::-1])
+        affine = None
+        if pred.transform is not None:  # undo the padded input, so peaks sit on their pixels
+            affine = heatmap_affine(pred.transform, (heat.shape[2], heat.shape[1]))
+        grid = heatmap_grid(image, heat, _names(k), tile=240, affine=affine)
+        cv2.imwrite(str(out / f"{stem}_heatmaps.jpg"), grid[:, :, ::-1])
     if args.tags:
         k = pred.people.keypoints.shape[1]
-        cv2.imwrite(str(out / f"{stem}_tags.png"), tag_plot(pred.people, _names(k))[:, :, ::-1])
+        plot = tag_plot(pred.people, _names(k), person_threshold=args.person_threshold,
+                        joint_threshold=args.joint_threshold)  # fmt: skip
+        cv2.imwrite(str(out / f"{stem}_tags.png"), plot[:, :, ::-1])
 
 
 def _names(k: int) -> list[str]:
@@ -155,7 +241,41 @@ def _names(k: int) -> list[str]:
     return list(COCO17.names) if k == COCO17.num_joints else [f"joint {i}" for i in range(k)]
 
 
-def _images(predictor, paths: list[Path], out: Path, args: argparse.Namespace) -> int:
+def _count(people, args: argparse.Namespace) -> int:
+    """How many of the people are drawn with the run's thresholds."""
+    from hrpose.viz.draw import drawn_joints
+
+    if len(people) == 0:
+        return 0
+    shown = drawn_joints(people, args.person_threshold, args.joint_threshold)
+    return int(shown.any(axis=1).sum())
+
+
+def _panel(image: np.ndarray, people, truth, spec, args: argparse.Namespace) -> np.ndarray:
+    """Prediction | ground truth; an annotated person takes the number and colour of the drawn
+    person that matches it best (OKS >= 0.5), the others numbers of their own."""
+    from hrpose.tracking import oks
+    from hrpose.viz.draw import draw_people, drawn_joints, side_by_side
+
+    shown = drawn_joints(people, args.person_threshold, args.joint_threshold).any(axis=1)
+    ids = np.cumsum(shown) - 1  # the drawn people's numbers, in the colours of *_pose.jpg
+    sim = oks(people.keypoints[shown], truth.keypoints, spec.sigmas, threshold=0.5)
+    best = sim.argmax(axis=0) if sim.size else np.zeros(len(truth), int)
+    hit = sim.max(axis=0) >= 0.5 if sim.size else np.zeros(len(truth), bool)
+    truth_ids = np.where(hit, best, int(shown.sum()) + np.cumsum(~hit) - 1)
+    left = draw_people(image, people, spec, ids, args.joint_threshold,
+                       person_threshold=args.person_threshold)  # fmt: skip
+    right = draw_people(image, truth, spec, truth_ids, 0.5, person_threshold=0.0)
+    return side_by_side(
+        [left, right],
+        [f"prediction: {int(shown.sum())} people drawn of {len(people)} decoded",
+         f"ground truth: {len(truth)} annotated, {int(hit.sum())} matched"],
+    )  # fmt: skip
+
+
+def _images(
+    predictor, paths: list[Path], out: Path, args: argparse.Namespace, gt: dict | None = None
+) -> int:
     import cv2
     from tqdm import tqdm
 
@@ -163,6 +283,11 @@ def _images(predictor, paths: list[Path], out: Path, args: argparse.Namespace) -
 
     rows: list[dict] = []
     failed: list[str] = []
+    decoded = drawn = panels = 0
+    thresholds = {
+        "joint_threshold": args.joint_threshold,
+        "person_threshold": args.person_threshold,
+    }
     bar = tqdm(paths, unit="img", dynamic_ncols=True, disable=len(paths) < 2)
     for n, path in enumerate(bar):
         try:
@@ -172,16 +297,27 @@ def _images(predictor, paths: list[Path], out: Path, args: argparse.Namespace) -
             tqdm.write(f"skipped {e}")
             continue
         pred = predictor.predict(image)
-        drawn = draw_people(image, pred.people, predictor.spec, threshold=args.threshold)
-        cv2.imwrite(str(out / f"{path.stem}_pose.jpg"), drawn[:, :, ::-1])
+        pose = draw_people(image, pred.people, predictor.spec, **thresholds)
+        cv2.imwrite(str(out / f"{path.stem}_pose.jpg"), pose[:, :, ::-1])
+        if gt is not None and path.name in gt:
+            panel = _panel(image, pred.people, gt[path.name], predictor.spec, args)
+            cv2.imwrite(str(out / f"{path.stem}_vs_gt.jpg"), panel[:, :, ::-1])
+            panels += 1
         _extras(pred, image, path.stem, out, args)
         rows += _results(pred.people, path.name, _image_id(path.name, n))
+        decoded += len(pred.people)
+        drawn += _count(pred.people, args)
         if len(paths) == 1:
-            print(f"{path.name}: {len(pred.people)} people")
+            print(
+                f"{path.name}: {len(pred.people)} people decoded, {_count(pred.people, args)} drawn"
+            )
     (out / "predictions.json").write_text(json.dumps(rows))
     done = len(paths) - len(failed)
+    extra = f", {panels} prediction | ground truth panels *_vs_gt.jpg" if gt is not None else ""
     print(
-        f"{done} image(s) -> {out} (annotated *_pose.jpg, predictions.json with {len(rows)} people)"
+        f"{done} image(s) -> {out}: {decoded} people decoded, {drawn} drawn (score >= "
+        f"{args.person_threshold}, joints >= {args.joint_threshold}) on *_pose.jpg{extra}; "
+        f"predictions.json keeps all {decoded}"
     )
     if failed:
         print(f"{len(failed)} failed:\n  " + "\n  ".join(failed), file=sys.stderr)
@@ -193,7 +329,7 @@ def _video(predictor, source: str, kind: str, out: Path, args: argparse.Namespac
     from tqdm import tqdm
 
     from hrpose.tracking import PoseTracker, Smoother
-    from hrpose.viz.draw import draw_people
+    from hrpose.viz.draw import draw_people, drawn_joints
     from hrpose.viz.video import VideoWriter, read_camera, read_video, video_info
 
     if kind == "camera":
@@ -211,6 +347,8 @@ def _video(predictor, source: str, kind: str, out: Path, args: argparse.Namespac
     tracker = PoseTracker(predictor.spec.sigmas)
     smoother = Smoother(fps) if args.smooth else None
     rows: list[dict] = []
+    decoded = drawn = 0
+    drawn_ids: set[int] = set()
     video_path = out / f"{stem}_pose.mp4"
     t0 = time.perf_counter()
     with VideoWriter(video_path, fps) as writer:
@@ -226,7 +364,21 @@ def _video(predictor, source: str, kind: str, out: Path, args: argparse.Namespac
                     from hrpose.structures import People
 
                     people = People(smoother(people.keypoints, ids), people.scores, people.tags)
-                writer.write(draw_people(frame, people, predictor.spec, ids, args.threshold))
+                writer.write(
+                    draw_people(
+                        frame,
+                        people,
+                        predictor.spec,
+                        ids,
+                        args.joint_threshold,
+                        person_threshold=args.person_threshold,
+                    )  # fmt: skip
+                )
+                if len(people):
+                    shown = drawn_joints(people, args.person_threshold, args.joint_threshold)
+                    drawn_ids.update(int(i) for i in np.asarray(ids)[shown.any(axis=1)])
+                    drawn += int(shown.any(axis=1).sum())
+                decoded += len(people)
                 rows += _results(people, Path(source).name if kind != "camera" else stem, n, n, ids)
                 bar.update()
         except KeyboardInterrupt:
@@ -241,7 +393,9 @@ def _video(predictor, source: str, kind: str, out: Path, args: argparse.Namespac
         return 1
     elapsed = time.perf_counter() - t0
     print(
-        f"{frames_done} frames ({frames_done / elapsed:.1f} fps) -> {video_path}; "
-        f"{tracker.next_id} tracked people; predictions.json"
+        f"{frames_done} frames ({frames_done / elapsed:.1f} fps) -> {video_path}: {decoded} "
+        f"people decoded, {drawn} drawn (score >= {args.person_threshold}, joints >= "
+        f"{args.joint_threshold}; {len(drawn_ids)} track ids drawn); predictions.json keeps "
+        f"all {decoded}"
     )
     return 0

@@ -1,0 +1,120 @@
+"""Which people and joints to draw: candidate drawing thresholds measured on real predictions.
+
+Runs the demo model (a HigherHRNet-W8 trained on coco-mini) with the coco-mini config's
+inference settings once per image, then for each candidate (person threshold, joint threshold)
+counts on coco-mini how many people would be drawn against the 12 annotated ones, how many of
+those match an annotation (COCO OKS >= 0.5, one annotation each, best score first) and how many
+drawn joints are within the OKS "correct" radius (per-joint similarity >= 0.5); and what would be
+drawn on the unannotated examples (one has no person) and the street video. Not a timing; the
+baseline is the first row (person threshold 0, joints 0.1), what was drawn before thresholds.
+
+    python benchmarks/bench_draw_thresholds.py [--weights ../shared/data/weights/w8-coco-mini.pt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hrpose.config.load import load_config
+from hrpose.config.schema import PoseTrainConfig
+from hrpose.data.images import list_images, read_image
+from hrpose.engine.pose_task import decode_params
+from hrpose.predict import Predictor
+from hrpose.viz.draw import drawn_joints
+from hrpose.viz.video import read_video
+
+REPO = Path(__file__).resolve().parents[1]
+PERSON = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
+JOINT = (0.1, 0.2, 0.3, 0.4)
+
+
+def joint_similarity(pred: np.ndarray, gt: np.ndarray, area: np.ndarray, sigmas) -> np.ndarray:
+    """(P, Q, K) COCO per-joint similarity exp(-d^2 / (2 area (2 sigma)^2)) of pred to gt."""
+    var = (2 * np.asarray(sigmas, np.float64)) ** 2
+    d2 = ((pred[:, None, :, :2] - gt[None, :, :, :2]) ** 2).sum(-1)
+    return np.exp(-d2 / (2 * var * (np.asarray(area)[None, :, None] + np.spacing(1))))
+
+
+def match(pred: np.ndarray, scores: np.ndarray, gt: np.ndarray, area, sigmas) -> np.ndarray:
+    """(P,) index of the annotation each person matches (OKS >= 0.5, greedy by score) or -1."""
+    sim = joint_similarity(pred, gt, area, sigmas)
+    vis = gt[:, :, 2] > 0
+    oks = (sim * vis[None]).sum(-1) / np.maximum(vis.sum(-1), 1)[None]
+    out = np.full(len(pred), -1)
+    free = np.ones(len(gt), bool)
+    for i in np.argsort(-scores, kind="stable"):
+        cand = np.where(free, oks[i], -1.0)
+        if len(gt) and cand.max() >= 0.5:
+            out[i] = int(cand.argmax())
+            free[out[i]] = False
+    return out
+
+
+def main() -> None:
+    shared = Path(os.environ.get("HRPOSE_SHARED_DATA", REPO.parent / "shared" / "data"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", default=str(shared / "weights" / "w8-coco-mini.pt"))
+    parser.add_argument("--config", default=str(REPO / "configs" / "pose" / "coco-mini.yaml"))
+    args = parser.parse_args()
+    inf = load_config(PoseTrainConfig, args.config).inference
+    predictor = Predictor.from_weights(
+        args.weights, input_size=inf.input_size, params=decode_params(inf), device="cpu"
+    )
+    sigmas = predictor.spec.sigmas
+    ann = json.loads((shared / "coco-mini" / "person_keypoints.json").read_text())
+    mini = []  # (people, gt keypoints (Q, K, 3), gt areas)
+    for img in ann["images"]:
+        anns = [a for a in ann["annotations"] if a["image_id"] == img["id"] and a["num_keypoints"]]
+        gt = np.array([a["keypoints"] for a in anns], np.float64).reshape(len(anns), -1, 3)
+        image = read_image(shared / "coco-mini" / "images" / img["file_name"])
+        mini.append((predictor(image), gt, np.array([a["area"] for a in anns])))
+    n_gt = sum(len(g) for _, g, _ in mini)
+    examples = [(p.name, predictor(read_image(p))) for p in list_images(shared / "examples")]
+    video = [predictor(f) for f in read_video(shared / "video" / "street.mp4")]
+    decoded = sum(len(p) for p, _, _ in mini)
+    print(
+        f"{args.weights}: input {inf.input_size}, flip {inf.flip}, detection threshold "
+        f"{inf.det_threshold}; coco-mini: {decoded} people decoded for {n_gt} annotated; "
+        f"examples: {sum(len(p) for _, p in examples)} decoded; street.mp4: "
+        f"{sum(len(p) for p in video)} decoded over {len(video)} frames"
+    )
+    print(
+        "person  joint | coco-mini: drawn  match  annotated found  joints ok/drawn"
+        " | examples drawn (no-person image) | video drawn/frame"
+    )
+    for pt in PERSON:
+        for jt in JOINT:
+            drawn = matched = found = ok_joints = n_joints = 0
+            for people, gt, area in mini:
+                shown = drawn_joints(people, pt, jt)
+                rows = np.flatnonzero(shown.any(1))
+                drawn += rows.size
+                if rows.size == 0:
+                    continue
+                kp, sc = people.keypoints[rows].astype(np.float64), people.scores[rows]
+                m = match(kp, sc, gt, area, sigmas)
+                matched += int((m >= 0).sum())
+                found += len(set(m[m >= 0].tolist()))
+                sim = joint_similarity(kp, gt, area, sigmas)
+                best = sim[np.arange(len(rows)), np.maximum(m, 0)]  # (n, K) vs its match
+                good = (best >= 0.5) & (m[:, None] >= 0) & (gt[np.maximum(m, 0), :, 2] > 0)
+                ok_joints += int((good & shown[rows]).sum())
+                n_joints += int(shown[rows].sum())
+            ex = [int(drawn_joints(p, pt, jt).any(1).sum()) for _, p in examples]
+            neg = sum(n for (name, _), n in zip(examples, ex, strict=True) if "no_person" in name)
+            vid = [int(drawn_joints(p, pt, jt).any(1).sum()) for p in video]
+            print(
+                f"{pt:6.2f} {jt:6.2f} | {drawn:16d} {matched:6d} {found:9d}/{n_gt:<5d} "
+                f"{ok_joints:6d}/{n_joints:<6d} | {sum(ex):14d} ({neg}) "
+                f"{' '.join(map(str, ex)):>15s} | {np.mean(vid) if vid else 0:.1f}"
+            )
+    print("examples in order: " + ", ".join(name for name, _ in examples))
+
+
+if __name__ == "__main__":
+    main()
