@@ -123,3 +123,78 @@ def test_cli_eval_prints_the_crowdpose_table(crowdpose_mini, tmp_path, capsys):
     for kind in ("  easy", "medium", "  hard"):
         assert f"type={kind}" in out
     assert "AP 1.0000" in out
+
+
+@pytest.mark.slow
+def test_train_eval_predict_export_with_14_joints(crowdpose_mini, tmp_path, capsys):
+    """A few training steps on crowdpose-mini, then every consumer of the checkpoint."""
+    from hrpose.cli import main
+    from hrpose.decode import DecodeParams
+    from hrpose.engine.checkpoint import load_checkpoint
+    from hrpose.predict import Predictor
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "pose" / "coco-mini.yaml"
+    ann, images = crowdpose_mini / "person_keypoints.json", crowdpose_mini / "images"
+    train = [
+        "train", "pose", "--config", str(config),
+        f"--dataloader.train_ds.root={crowdpose_mini}",
+        f"--dataloader.val_ds.root={crowdpose_mini}",
+        f"--setup.results_dir={tmp_path}", "--setup.experiment_name=cp", "--setup.run_name=r",
+        "--model.width=8", "--model.num_joints=14", "--dataloader.batch_size=2",
+        "--data.input_size=64", "--inference.input_size=64", "--data.repeat=2",
+        "--data.augment=True", "--data.flip=0.5",  # the random affine and the 14-joint mirror
+        "--trainer.max_epochs=1", "--trainer.val_every=1", "--trainer.progress=False",
+        "--tracking.mlflow=False",
+    ]  # fmt: skip
+    assert main(train) == 0
+    state = load_checkpoint(tmp_path / "cp" / "r" / "checkpoints" / "last.pt")
+    assert (
+        state["step"] == 2 and tuple(state["extra"]["keypoint_spec"]["names"]) == CROWDPOSE14.names
+    )
+    assert {"AP", "AP_easy", "AP_medium", "AP_hard"} <= set(state["metrics"])
+    best = tmp_path / "cp" / "r" / "checkpoints" / "best.pt"
+
+    out = tmp_path / "eval"
+    evaluate = ["eval", "pose", "--weights", str(best), "--annotations", str(ann),
+                "--images", str(images), "--input-size", "64", "--output", str(out),
+                "--device", "cpu"]  # fmt: skip
+    assert main(evaluate) == 0
+    assert "type=medium" in capsys.readouterr().out
+    record = json.loads((out / "protocol.json").read_text())
+    assert (
+        record["evaluator"] == "faster-coco-eval keypoints_crowd" and "AP_hard" in record["stats"]
+    )
+
+    # every candidate kept (threshold 0), so people exist even for a barely trained model
+    params = DecodeParams(detection_threshold=0.0, max_people=3, flip=True)
+    torch_pred = Predictor.from_weights(best, input_size=64, params=params)
+    assert torch_pred.spec is not None and torch_pred.spec.names == CROWDPOSE14.names
+    from hrpose.data.coco import read_image_rgb
+
+    image = read_image_rgb(images / "103319.jpg")
+    people = torch_pred(image)
+    assert len(people) == 3 and people.keypoints.shape[1:] == (14, 3)
+
+    yaml = tmp_path / "infer.yaml"
+    yaml.write_text("inference: {input_size: 64, det_threshold: 0.0, max_people: 3}\n")
+    shown = tmp_path / "predict"
+    cmd = ["predict", str(images), "--weights", str(best), "--config", str(yaml), "--output",
+           str(shown), "--heatmaps"]  # fmt: skip
+    assert main(cmd) == 0
+    rows = json.loads((shown / "predictions.json").read_text())
+    assert len(rows) == 6 and all(len(r["keypoints"]) == 42 for r in rows)
+    assert (shown / "103319_pose.jpg").is_file() and (shown / "103319_heatmaps.jpg").is_file()
+
+    onnx = tmp_path / "model.onnx"
+    assert main(["export", "onnx", "--weights", str(best), "--output", str(onnx),
+                 "--input-size", "64"]) == 0  # fmt: skip
+    onnx_pred = Predictor.from_weights(onnx, params=params)
+    assert onnx_pred.spec == CROWDPOSE14 and onnx_pred.input_size == 64
+    onnx_people = onnx_pred(image)
+    assert len(onnx_people) == 3 and onnx_people.keypoints.shape[1:] == (14, 3)
+    # the same network: 2 x 14 maps at 1/4, 14 at 1/2 (a barely trained model's near-ties make
+    # the grouped people sensitive to rounding, so the maps are compared, not the people)
+    ours, theirs = torch_pred.forward(image)[2], onnx_pred.forward(image)[2]
+    assert [t.shape[1] for t in ours] == [28, 14]
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4)

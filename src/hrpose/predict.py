@@ -14,7 +14,7 @@ from torch import nn
 from hrpose.decode import DecodeParams, decode, preprocess
 from hrpose.models import HigherHRNet, describe_arch, extract_state_dict, load_weights
 from hrpose.models.weights import WeightsError, read_checkpoint
-from hrpose.skeleton import COCO17, KeypointSpec
+from hrpose.skeleton import COCO17, KeypointSpec, canonical_spec
 from hrpose.structures import People
 
 WEIGHTS_HELP = (
@@ -38,13 +38,14 @@ def spec_from_checkpoint(obj: dict) -> KeypointSpec | None:
     raw = (obj.get("extra") or {}).get("keypoint_spec") if isinstance(obj, dict) else None
     if not raw:
         return None
-    return KeypointSpec(
+    spec = KeypointSpec(
         names=tuple(raw["names"]),
         flip_index=tuple(raw["flip_index"]),
         skeleton=tuple(tuple(p) for p in raw["skeleton"]),
         sigmas=tuple(raw["sigmas"]),
         grouping_order=tuple(raw.get("grouping_order", ())),
     )
+    return canonical_spec(spec)  # a built-in set keeps its drawing colours
 
 
 def spec_to_dict(spec: KeypointSpec) -> dict:

@@ -247,3 +247,13 @@ CROWDPOSE14 = KeypointSpec(
 
 # The built-in sets by name (``KeypointSpec.from_coco_category`` recognises them by their names).
 BUILTIN_SPECS: dict[str, KeypointSpec] = {"coco17": COCO17, "crowdpose14": CROWDPOSE14}
+
+
+def canonical_spec(spec: KeypointSpec) -> KeypointSpec:
+    """The built-in spec equal to ``spec`` in everything but colours (those are not stored in
+    checkpoints or ONNX metadata), else ``spec`` itself."""
+    fields = ("names", "flip_index", "skeleton", "sigmas", "grouping_order")
+    for builtin in BUILTIN_SPECS.values():
+        if all(getattr(builtin, f) == getattr(spec, f) for f in fields):
+            return builtin
+    return spec

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hrpose.data.images import ImageReadError, list_images, read_image
+from hrpose.skeleton import KeypointSpec
 from hrpose.viz.video import VIDEO_SUFFIXES, VideoError
 
 
@@ -131,7 +132,9 @@ def _results(
     return rows
 
 
-def _extras(pred, image: np.ndarray, stem: str, out: Path, args: argparse.Namespace) -> None:
+def _extras(
+    pred, image: np.ndarray, stem: str, out: Path, args: argparse.Namespace, spec: KeypointSpec
+) -> None:
     import cv2
 
     from hrpose.viz.draw import heatmap_grid, tag_plot
@@ -139,17 +142,17 @@ def _extras(pred, image: np.ndarray, stem: str, out: Path, args: argparse.Namesp
     if args.heatmaps and pred.outputs:
         k = pred.people.keypoints.shape[1] if len(pred.people) else pred.outputs[-1].shape[1]
         heat = pred.outputs[-1][0, :k].cpu().numpy()
-        names = _names(k)
+        names = _names(k, spec)
         cv2.imwrite(str(out / f"{stem}_heatmaps.jpg"), heatmap_grid(image, heat, names)[:, :, ::-1])
     if args.tags:
         k = pred.people.keypoints.shape[1]
-        cv2.imwrite(str(out / f"{stem}_tags.png"), tag_plot(pred.people, _names(k))[:, :, ::-1])
+        cv2.imwrite(
+            str(out / f"{stem}_tags.png"), tag_plot(pred.people, _names(k, spec))[:, :, ::-1]
+        )
 
 
-def _names(k: int) -> list[str]:
-    from hrpose.skeleton import COCO17
-
-    return list(COCO17.names) if k == COCO17.num_joints else [f"joint {i}" for i in range(k)]
+def _names(k: int, spec: KeypointSpec) -> list[str]:
+    return list(spec.names) if k == spec.num_joints else [f"joint {i}" for i in range(k)]
 
 
 def _images(predictor, paths: list[Path], out: Path, args: argparse.Namespace) -> int:
@@ -171,7 +174,7 @@ def _images(predictor, paths: list[Path], out: Path, args: argparse.Namespace) -
         pred = predictor.predict(image)
         drawn = draw_people(image, pred.people, predictor.spec, threshold=args.threshold)
         cv2.imwrite(str(out / f"{path.stem}_pose.jpg"), drawn[:, :, ::-1])
-        _extras(pred, image, path.stem, out, args)
+        _extras(pred, image, path.stem, out, args, predictor.spec)
         rows += _results(pred.people, path.name, _image_id(path.name, n))
         if len(paths) == 1:
             print(f"{path.name}: {len(pred.people)} people")
