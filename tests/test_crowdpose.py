@@ -17,6 +17,8 @@ from hrpose.evaluation.coco_eval import (
 from hrpose.evaluation.coco_results import annotations_as_results
 from hrpose.skeleton import CROWDPOSE14
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(scope="module")
 def crowdpose_mini(shared_data: Path) -> Path:
@@ -133,7 +135,7 @@ def test_train_eval_predict_export_with_14_joints(crowdpose_mini, tmp_path, caps
     from hrpose.engine.checkpoint import load_checkpoint
     from hrpose.predict import Predictor
 
-    config = Path(__file__).resolve().parents[1] / "configs" / "pose" / "coco-mini.yaml"
+    config = REPO / "configs" / "pose" / "coco-mini.yaml"
     ann, images = crowdpose_mini / "person_keypoints.json", crowdpose_mini / "images"
     train = [
         "train", "pose", "--config", str(config),
@@ -198,3 +200,87 @@ def test_train_eval_predict_export_with_14_joints(crowdpose_mini, tmp_path, caps
     assert [t.shape[1] for t in ours] == [28, 14]
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4)
+
+
+def _fake_downloads(crowdpose_mini: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """An images.zip and an annotations zip shaped like the Google Drive downloads, made from
+    crowdpose-mini: image 106848 in train, 103319 in val and test."""
+    import zipfile
+
+    gt = _gt(crowdpose_mini)
+    by_id = {im["id"]: im for im in gt["images"]}
+
+    def split(ids: list[int]) -> dict:
+        anns = [a for a in gt["annotations"] if a["image_id"] in ids]
+        return {
+            "categories": gt["categories"],
+            "images": [by_id[i] for i in ids],
+            "annotations": anns,
+        }
+
+    images = tmp_path / "dl" / "images.zip"
+    images.parent.mkdir()
+    with zipfile.ZipFile(images, "w") as zf:
+        for im in gt["images"]:
+            zf.write(crowdpose_mini / "images" / im["file_name"], f"images/{im['file_name']}")
+    annotations = tmp_path / "dl" / "CrowdPose-20260101T000000Z-001.zip"
+    with zipfile.ZipFile(annotations, "w") as zf:
+        for name, ids in (("train", [106848]), ("val", [103319]), ("test", [103319])):
+            zf.writestr(f"CrowdPose/crowdpose_{name}.json", json.dumps(split(ids)))
+    return images, annotations
+
+
+def test_prepare_crowdpose_builds_the_official_layout(crowdpose_mini, tmp_path, capsys):
+    from hrpose.cli import main
+    from hrpose.config.load import load_config
+    from hrpose.config.schema import PoseTrainConfig
+    from hrpose.data.coco import coco_paths
+    from hrpose.prepare.crowdpose import annotation_path
+
+    images, annotations = _fake_downloads(crowdpose_mini, tmp_path)
+    root = tmp_path / "CrowdPose"
+    assert main(["prepare", "crowdpose", "--root", str(root), str(images), str(annotations)]) == 0
+    assert "5 files written" in capsys.readouterr().out  # 2 images, 3 annotation files
+    trainval = json.loads(annotation_path(root, "trainval").read_text())
+    assert [im["id"] for im in trainval["images"]] == [106848, 103319]
+    assert len(trainval["annotations"]) == 5
+    # the config's paths are this layout, and the dataset reads it with 14 joints
+    cfg = load_config(PoseTrainConfig, REPO / "configs" / "pose" / "crowdpose_w32_512.yaml")
+    assert cfg.model.num_joints == 14
+    for ds, split in ((cfg.dataloader.train_ds, "trainval"), (cfg.dataloader.val_ds, "test")):
+        ann, imgs = coco_paths(root, ds.split, ds.ann_file, ds.images_dir)
+        assert ann == annotation_path(root, split) and imgs == root / "images"
+        assert CocoKeypoints(ann, imgs).spec is CROWDPOSE14
+    # a rerun finds everything in place
+    assert main(["prepare", "crowdpose", "--root", str(root), str(images), str(annotations)]) == 0
+    assert "0 files written" in capsys.readouterr().out
+    # the same from a tar.gz of the images and a folder of loose JSON files
+    import tarfile
+
+    with tarfile.open(tmp_path / "images.tar.gz", "w:gz") as tf:
+        tf.add(root / "images", arcname="images")
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for split in ("train", "val", "test"):
+        (loose / f"crowdpose_{split}.json").write_bytes(annotation_path(root, split).read_bytes())
+    other = tmp_path / "other"
+    assert main(["prepare", "crowdpose", "--root", str(other), str(tmp_path / "images.tar.gz"),
+                 str(loose)]) == 0  # fmt: skip
+    assert (
+        annotation_path(other, "trainval").read_text()
+        == annotation_path(root, "trainval").read_text()
+    )
+
+
+def test_prepare_crowdpose_names_what_is_missing(crowdpose_mini, tmp_path, capsys):
+    from hrpose.cli import main
+
+    _, annotations = _fake_downloads(crowdpose_mini, tmp_path)
+    root = tmp_path / "CrowdPose"
+    assert main(["prepare", "crowdpose", "--root", str(root), str(annotations)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "2 of the 2 images of crowdpose_trainval.json are not in" in err and "Google Drive" in err
+    )
+    assert main(["prepare", "crowdpose", "--root", str(root), str(tmp_path / "absent.zip")]) == 1
+    assert "absent.zip: no such archive" in capsys.readouterr().err
