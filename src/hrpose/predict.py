@@ -14,7 +14,7 @@ from torch import nn
 from hrpose.decode import DecodeParams, decode, preprocess
 from hrpose.models import HigherHRNet, describe_arch, extract_state_dict, load_weights
 from hrpose.models.weights import WeightsError, read_checkpoint
-from hrpose.skeleton import COCO17, KeypointSpec, canonical_spec
+from hrpose.skeleton import COCO17, KeypointSpec, builtin_spec_for, canonical_spec
 from hrpose.structures import People
 
 WEIGHTS_HELP = (
@@ -95,9 +95,9 @@ class Predictor:
         if str(weights) == "random":
             torch.manual_seed(0)
             model = HigherHRNet(width or 32, num_joints or 17)
-            spec = kwargs.pop("spec", COCO17 if (num_joints or 17) == 17 else None)
+            spec = kwargs.pop("spec", builtin_spec_for(num_joints or 17))
             if spec is None:
-                raise ValueError("a random model with a non-COCO joint count needs spec=")
+                raise ValueError("a random model without a built-in set of K joints needs spec=")
             return cls(model, spec=spec, description=f"random HigherHRNet-W{width or 32} "
                        "(untrained: predictions are meaningless)", **kwargs)  # fmt: skip
         path = Path(weights)
@@ -115,7 +115,9 @@ class Predictor:
         k = num_joints or int(arch["num_joints"])
         model = HigherHRNet(w, k, init_weights=False)
         load_weights(model, state)
-        spec = kwargs.pop("spec", None) or spec_from_checkpoint(obj) or COCO17
+        spec = (
+            kwargs.pop("spec", None) or spec_from_checkpoint(obj) or builtin_spec_for(k) or COCO17
+        )
         if spec.num_joints != k:
             raise WeightsError(
                 f"{path} predicts {k} joints but the keypoint spec has {spec.num_joints}"

@@ -257,3 +257,9 @@ def canonical_spec(spec: KeypointSpec) -> KeypointSpec:
         if all(getattr(builtin, f) == getattr(spec, f) for f in fields):
             return builtin
     return spec
+
+
+def builtin_spec_for(num_joints: int) -> KeypointSpec | None:
+    """The built-in set with this many joints (17: COCO, 14: CrowdPose), for weights that do not
+    store their keypoint set (the official checkpoints); None when there is none."""
+    return next((s for s in BUILTIN_SPECS.values() if s.num_joints == num_joints), None)
