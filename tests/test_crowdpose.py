@@ -103,6 +103,23 @@ def test_crowd_index_split_and_oks_scale(crowdpose_mini, tmp_path):
     assert only_easy["AP"] == only_easy["AP_easy"] == 1.0 and only_easy["AP_hard"] == -1.0
 
 
+def test_coco_protocol_with_14_joints_uses_the_file_sigmas(crowdpose_mini, tmp_path):
+    """The issue's failure: pycocotools' 17 COCO sigmas against 14 joints did not broadcast."""
+    gt = _gt(crowdpose_mini)
+    for image in gt["images"]:
+        image.pop("crowdIndex")
+    path = tmp_path / "no_crowd_index.json"
+    path.write_text(json.dumps(gt))
+    with pytest.raises(ValueError, match="without 'area'.*'crowdIndex' on every image"):
+        evaluate_keypoints(annotations_as_results(gt), path)
+    for a in gt["annotations"]:
+        a["area"] = a["bbox"][2] * a["bbox"][3]
+    path.write_text(json.dumps(gt))
+    for backend in ("pycocotools", "faster-coco-eval"):
+        stats, table = evaluate_keypoints(annotations_as_results(gt), path, backend=backend)
+        assert stats["AP"] == 1.0 and "area=medium" in table
+
+
 def test_wrong_joint_count_is_named(crowdpose_mini, coco_mini):
     coco_results = annotations_as_results(
         json.loads((coco_mini / "person_keypoints.json").read_text())

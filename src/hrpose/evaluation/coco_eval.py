@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hrpose.data.coco import keypoint_spec_of
+from hrpose.data.coco import DatasetError, keypoint_spec_of
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 CROWDPOSE_STAT_NAMES = (
@@ -85,8 +85,8 @@ def _backend(name: str):
             from faster_coco_eval import COCO, COCOeval_faster
         except ImportError as e:
             raise RuntimeError(
-                "faster-coco-eval is not installed: pip install 'hrpose[fast-eval]' or use "
-                "--backend pycocotools"
+                "faster-coco-eval is not installed (hrpose depends on it: it scores COCO with "
+                "--backend faster-coco-eval and every CrowdPose file): pip install faster-coco-eval"
             ) from e
         return COCO, COCOeval_faster
     raise ValueError(f"unknown evaluator {name!r}: use pycocotools or faster-coco-eval")
@@ -146,7 +146,15 @@ def evaluate_keypoints(
     with open(annotation_file) as f:
         dataset = json.load(f)
     protocol = detect_protocol(dataset)
-    sigmas = np.array(keypoint_spec_of(dataset).sigmas)
+    try:
+        sigmas = np.array(keypoint_spec_of(dataset).sigmas)
+    except DatasetError as e:
+        raise ValueError(f"{annotation_file}: {e}") from None
+    if protocol == "coco" and not all("area" in a for a in dataset.get("annotations", ())):
+        raise ValueError(
+            f"{annotation_file}: annotations without 'area', which COCO's protocol needs; a "
+            "CrowdPose file (no areas) needs a 'crowdIndex' on every image instead"
+        )
     coco_cls, eval_cls = _backend("faster-coco-eval" if protocol == "crowdpose" else backend)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
