@@ -101,6 +101,8 @@ def test_crowd_index_split_and_oks_scale(crowdpose_mini, tmp_path):
     assert stats["AP_easy"] == 1.0 and 0 < stats["AP_hard"] < 1.0 and stats["AP"] < 1.0
     only_easy, _ = evaluate_keypoints(moved, ann, image_ids=[106848])
     assert only_easy["AP"] == only_easy["AP_easy"] == 1.0 and only_easy["AP_hard"] == -1.0
+    nothing, _ = evaluate_keypoints([], ann, image_ids=[106848])
+    assert nothing["AP"] == nothing["AP_easy"] == 0.0 and nothing["AP_hard"] == -1.0
 
 
 def test_coco_protocol_with_14_joints_uses_the_file_sigmas(crowdpose_mini, tmp_path):

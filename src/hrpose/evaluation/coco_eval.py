@@ -169,6 +169,12 @@ def evaluate_keypoints(
     names = CROWDPOSE_STAT_NAMES if protocol == "crowdpose" else STAT_NAMES
     if not results:
         stats = dict.fromkeys(names, 0.0)
+        if protocol == "crowdpose":  # a type without images is -1, as the evaluator prints it
+            index = [im["crowdIndex"] for im in dataset["images"]
+                     if image_ids is None or im["id"] in set(image_ids)]  # fmt: skip
+            counts = np.bincount(np.digitize(index, CROWD_INDEX_SPLIT), minlength=3)
+            for name, n in zip(names[6:], counts, strict=True):
+                stats[name] = 0.0 if n else -1.0
         table = summary_table(stats, protocol)
         if print_summary:
             print(table, end="")
