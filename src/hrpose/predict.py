@@ -15,7 +15,7 @@ from hrpose.decode import DecodeParams, Transform, decode, input_size_for, prepr
 from hrpose.hub import DEFAULT_POSE, REGISTRY, is_remote, resolve_weights
 from hrpose.models import HigherHRNet, describe_arch, extract_state_dict, load_weights
 from hrpose.models.weights import WeightsError, read_checkpoint
-from hrpose.skeleton import COCO17, KeypointSpec
+from hrpose.skeleton import COCO17, KeypointSpec, builtin_spec_for, canonical_spec
 from hrpose.structures import People
 
 WEIGHTS_HELP = (
@@ -42,13 +42,14 @@ def spec_from_checkpoint(obj: dict) -> KeypointSpec | None:
     raw = (obj.get("extra") or {}).get("keypoint_spec") if isinstance(obj, dict) else None
     if not raw:
         return None
-    return KeypointSpec(
+    spec = KeypointSpec(
         names=tuple(raw["names"]),
         flip_index=tuple(raw["flip_index"]),
         skeleton=tuple(tuple(p) for p in raw["skeleton"]),
         sigmas=tuple(raw["sigmas"]),
         grouping_order=tuple(raw.get("grouping_order", ())),
     )
+    return canonical_spec(spec)  # a built-in set keeps its drawing colours
 
 
 def spec_to_dict(spec: KeypointSpec) -> dict:
@@ -101,9 +102,9 @@ class Predictor:
         if str(weights) == "random":
             torch.manual_seed(0)
             model = HigherHRNet(width or 32, num_joints or 17)
-            spec = kwargs.pop("spec", COCO17 if (num_joints or 17) == 17 else None)
+            spec = kwargs.pop("spec", builtin_spec_for(num_joints or 17))
             if spec is None:
-                raise ValueError("a random model with a non-COCO joint count needs spec=")
+                raise ValueError("a random model without a built-in set of K joints needs spec=")
             return cls(model, spec=spec, description=f"random HigherHRNet-W{width or 32} "
                        "(untrained: predictions are meaningless)", **kwargs)  # fmt: skip
         path = Path(weights)
@@ -121,7 +122,9 @@ class Predictor:
         k = num_joints or int(arch["num_joints"])
         model = HigherHRNet(w, k, init_weights=False)
         load_weights(model, state)
-        spec = kwargs.pop("spec", None) or spec_from_checkpoint(obj) or COCO17
+        spec = (
+            kwargs.pop("spec", None) or spec_from_checkpoint(obj) or builtin_spec_for(k) or COCO17
+        )
         if spec.num_joints != k:
             raise WeightsError(
                 f"{path} predicts {k} joints but the keypoint spec has {spec.num_joints}"

@@ -1,14 +1,18 @@
 """Keypoint sets: names, flip permutation, limbs, OKS sigmas, colours and grouping order.
 
-A :class:`KeypointSpec` is validated once when built, so every layer can trust it. COCO-17 is
-built in as :data:`COCO17`; :meth:`KeypointSpec.from_coco_category` reads another set from a
-COCO file's ``categories[0]``.
+A :class:`KeypointSpec` is validated once when built, so every layer can trust it. Built in:
+COCO-17 (:data:`COCO17`) and CrowdPose-14 (:data:`CROWDPOSE14`);
+:meth:`KeypointSpec.from_coco_category` recognises them in a COCO file's ``categories[0]`` or
+reads another set from it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 _COCO_NAMES = (
     "nose",
@@ -44,6 +48,40 @@ _COCO_SIGMAS = (
 )  # fmt: skip
 # The official HigherHRNet groups joints in this order: head, shoulders, hips, then limbs.
 _COCO_GROUPING_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+
+_CROWDPOSE_NAMES = (
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+    "head",
+    "neck",
+)
+# The official FLIP_CONFIG['CROWDPOSE']: left/right swap, head and neck stay.
+_CROWDPOSE_FLIP = (1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 12, 13)
+# head-neck, neck to both shoulders, arms, torso sides, hips, legs (0-based). CrowdPose's own
+# annotation files carry the COCO-17 skeleton instead, which does not fit 14 joints.
+_CROWDPOSE_SKELETON = (
+    (12, 13), (13, 0), (13, 1), (0, 2), (2, 4), (1, 3), (3, 5),
+    (0, 6), (1, 7), (6, 7), (6, 8), (8, 10), (7, 9), (9, 11),
+)  # fmt: skip
+# crowdposetools' OKS sigmas (its cocoeval.computeOks): COCO's body sigmas, 0.079 for head/neck.
+_CROWDPOSE_SIGMAS = (
+    0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107,
+    0.087, 0.087, 0.089, 0.089, 0.079, 0.079,
+)  # fmt: skip
+# What the official decoder does for CrowdPose: it walks the first 14 entries of its COCO-17
+# joint order (a permutation of 0..13 by chance), i.e. shoulders, elbows, wrists, left hip, then
+# right ankle, head, right hip, knees, left ankle, neck. Kept for parity with the official AP.
+_CROWDPOSE_GROUPING_ORDER = _COCO_GROUPING_ORDER[:14]
 
 
 class KeypointSpecError(ValueError):
@@ -121,8 +159,10 @@ class KeypointSpec:
     ) -> KeypointSpec:
         """Build a spec from a COCO ``categories[i]`` entry (``keypoints`` + 1-based ``skeleton``).
 
-        The flip map is derived from ``left_``/``right_`` name prefixes. A category with the
-        COCO-17 names gives :data:`COCO17` (with its sigmas and grouping order).
+        The COCO-17 or CrowdPose-14 names give :data:`COCO17` / :data:`CROWDPOSE14` (their
+        sigmas, grouping order and skeleton). Otherwise the flip map comes from ``left_``/``right_``
+        name prefixes. A file skeleton that names joints outside 1..K is reported and replaced
+        (built-in set) or dropped (other sets) instead of failing later or drawing garbage.
         """
         names = tuple(category.get("keypoints") or ())
         if not names:
@@ -130,8 +170,18 @@ class KeypointSpec:
                 f"category {category.get('name', '?')!r} has no 'keypoints' list; "
                 "is this a COCO keypoints annotation file?"
             )
-        if names == COCO17.names and sigmas is None:
-            return COCO17
+        raw = [tuple(int(v) for v in limb) for limb in category.get("skeleton") or ()]
+        k = len(names)
+        bad = [limb for limb in raw if len(limb) != 2 or not all(1 <= v <= k for v in limb)]
+        builtin = next((s for s in BUILTIN_SPECS.values() if s.names == names), None)
+        if builtin is not None and sigmas is None:
+            if bad:
+                _warn_once(
+                    f"the annotation file's skeleton refers to joints outside 1..{k} (e.g. "
+                    f"{list(bad[0])}; it looks like another keypoint set's skeleton): using the "
+                    f"built-in {_builtin_name(builtin)} skeleton instead"
+                )
+            return builtin
         index = {n: i for i, n in enumerate(names)}
         flip = []
         for n in names:
@@ -141,10 +191,30 @@ class KeypointSpec:
                     break
             else:
                 flip.append(index[n])
-        skeleton = tuple((int(a) - 1, int(b) - 1) for a, b in category.get("skeleton") or ())
+        if bad:
+            _warn_once(
+                f"the annotation file's skeleton refers to joints outside 1..{k} (e.g. "
+                f"{list(bad[0])}): drawing no limbs; fix categories[0].skeleton (1-based indices)"
+            )
+            raw = []
+        skeleton = tuple((a - 1, b - 1) for a, b in raw)
         if sigmas is None:
-            sigmas = [0.05] * len(names)  # unknown set: a neutral OKS sigma
+            sigmas = [0.05] * k  # unknown set: a neutral OKS sigma
         return cls(names, tuple(flip), skeleton, tuple(float(s) for s in sigmas))
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log a problem of an annotation file once per process (it is read at every evaluation)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning(message)
+
+
+def _builtin_name(spec: KeypointSpec) -> str:
+    return next(name for name, s in BUILTIN_SPECS.items() if s is spec)
 
 
 COCO17 = KeypointSpec(
@@ -161,3 +231,35 @@ COCO17 = KeypointSpec(
         (200, 0, 200), (0, 200, 200),
     ),
 )  # fmt: skip
+
+CROWDPOSE14 = KeypointSpec(
+    names=_CROWDPOSE_NAMES,
+    flip_index=_CROWDPOSE_FLIP,
+    skeleton=_CROWDPOSE_SKELETON,
+    sigmas=_CROWDPOSE_SIGMAS,
+    grouping_order=_CROWDPOSE_GROUPING_ORDER,
+    colors=(
+        (255, 80, 0), (0, 80, 255), (255, 170, 0), (0, 170, 255), (255, 220, 0), (0, 220, 255),
+        (230, 40, 120), (40, 230, 120), (230, 80, 160), (80, 230, 160), (200, 0, 200),
+        (0, 200, 200), (255, 255, 255), (200, 200, 200),
+    ),
+)  # fmt: skip
+
+# The built-in sets by name (``KeypointSpec.from_coco_category`` recognises them by their names).
+BUILTIN_SPECS: dict[str, KeypointSpec] = {"coco17": COCO17, "crowdpose14": CROWDPOSE14}
+
+
+def canonical_spec(spec: KeypointSpec) -> KeypointSpec:
+    """The built-in spec equal to ``spec`` in everything but colours (those are not stored in
+    checkpoints or ONNX metadata), else ``spec`` itself."""
+    fields = ("names", "flip_index", "skeleton", "sigmas", "grouping_order")
+    for builtin in BUILTIN_SPECS.values():
+        if all(getattr(builtin, f) == getattr(spec, f) for f in fields):
+            return builtin
+    return spec
+
+
+def builtin_spec_for(num_joints: int) -> KeypointSpec | None:
+    """The built-in set with this many joints (17: COCO, 14: CrowdPose), for weights that do not
+    store their keypoint set (the official checkpoints); None when there is none."""
+    return next((s for s in BUILTIN_SPECS.values() if s.num_joints == num_joints), None)

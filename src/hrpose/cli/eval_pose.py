@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
 
 def _evaluate_weights(args: argparse.Namespace, ann: Path, images: Path) -> int:
     from hrpose.decode import DecodeParams
-    from hrpose.evaluation.coco_eval import evaluate_keypoints
+    from hrpose.evaluation.coco_eval import evaluate_keypoints, evaluator_name
     from hrpose.evaluation.pose import image_list, predict_images, write_results
     from hrpose.evaluation.protocol import ProtocolRecord, sha256_file
     from hrpose.hub import is_remote, resolve_weights
@@ -140,7 +140,7 @@ def _evaluate_weights(args: argparse.Namespace, ann: Path, images: Path) -> int:
         nms_kernel=params.nms_kernel,
         weights=weights,
         weights_sha256=sha256_file(weights) if weights else None,
-        evaluator=args.backend,
+        evaluator=evaluator_name(ann, args.backend),
         stats=stats,
     )
     (out / "protocol.json").write_text(record.to_json())

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hrpose.data.images import ImageReadError, list_images, read_image
+from hrpose.skeleton import KeypointSpec
 from hrpose.viz.draw import JOINT_THRESHOLD, PERSON_THRESHOLD
 from hrpose.viz.video import VIDEO_SUFFIXES, VideoError
 
@@ -215,7 +216,9 @@ def _results(
     return rows
 
 
-def _extras(pred, image: np.ndarray, stem: str, out: Path, args: argparse.Namespace) -> None:
+def _extras(
+    pred, image: np.ndarray, stem: str, out: Path, args: argparse.Namespace, spec: KeypointSpec
+) -> None:
     import cv2
 
     from hrpose.viz.draw import heatmap_affine, heatmap_grid, tag_plot
@@ -226,19 +229,17 @@ def _extras(pred, image: np.ndarray, stem: str, out: Path, args: argparse.Namesp
         affine = None
         if pred.transform is not None:  # undo the padded input, so peaks sit on their pixels
             affine = heatmap_affine(pred.transform, (heat.shape[2], heat.shape[1]))
-        grid = heatmap_grid(image, heat, _names(k), tile=240, affine=affine)
+        grid = heatmap_grid(image, heat, _names(k, spec), tile=240, affine=affine)
         cv2.imwrite(str(out / f"{stem}_heatmaps.jpg"), grid[:, :, ::-1])
     if args.tags:
         k = pred.people.keypoints.shape[1]
-        plot = tag_plot(pred.people, _names(k), person_threshold=args.person_threshold,
+        plot = tag_plot(pred.people, _names(k, spec), person_threshold=args.person_threshold,
                         joint_threshold=args.joint_threshold)  # fmt: skip
         cv2.imwrite(str(out / f"{stem}_tags.png"), plot[:, :, ::-1])
 
 
-def _names(k: int) -> list[str]:
-    from hrpose.skeleton import COCO17
-
-    return list(COCO17.names) if k == COCO17.num_joints else [f"joint {i}" for i in range(k)]
+def _names(k: int, spec: KeypointSpec) -> list[str]:
+    return list(spec.names) if k == spec.num_joints else [f"joint {i}" for i in range(k)]
 
 
 def _count(people, args: argparse.Namespace) -> int:
@@ -303,7 +304,7 @@ def _images(
             panel = _panel(image, pred.people, gt[path.name], predictor.spec, args)
             cv2.imwrite(str(out / f"{path.stem}_vs_gt.jpg"), panel[:, :, ::-1])
             panels += 1
-        _extras(pred, image, path.stem, out, args)
+        _extras(pred, image, path.stem, out, args, predictor.spec)
         rows += _results(pred.people, path.name, _image_id(path.name, n))
         decoded += len(pred.people)
         drawn += _count(pred.people, args)

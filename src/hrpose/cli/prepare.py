@@ -1,4 +1,4 @@
-"""`hrpose prepare coco|imagenet`: download and lay out the datasets."""
+"""`hrpose prepare coco|imagenet|crowdpose`: download (or unpack) and lay out the datasets."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ def main(argv: list[str]) -> int:
     i = sub.add_parser("imagenet", help="ImageNet class folders from the Kaggle zip")
     i.add_argument("--root", default="data/ImageNet")
     i.add_argument("--archive", default="imagenet-object-localization-challenge.zip")
+    cp = sub.add_parser(
+        "crowdpose",
+        help="CrowdPose from the downloaded images.zip and annotation files (Google Drive)",
+    )
+    cp.add_argument("sources", nargs="+", help="images.zip, the annotations zip/JSONs/folder")
+    cp.add_argument("--root", default="data/CrowdPose")
     args = p.parse_args(argv)
     from hrpose.prepare.download import DownloadError
 
@@ -30,6 +36,10 @@ def main(argv: list[str]) -> int:
                 args.base_url or BASE_URL,
                 keep_archives=args.keep_archives,
             )
+        elif args.what == "crowdpose":
+            from hrpose.prepare.crowdpose import prepare_crowdpose
+
+            prepare_crowdpose(args.root, args.sources)
         else:
             from hrpose.prepare.imagenet import prepare_imagenet
 

@@ -1,8 +1,11 @@
-"""COCO person keypoints (pycocotools): image, keypoints (N, K, 3) and the loss mask.
+"""COCO-format person keypoints (pycocotools): image, keypoints (N, K, 3) and the loss mask.
 
 As the official ``CocoKeypoints``: training uses images with at least one person annotation;
 the mask is False on crowd regions and on persons without keypoints (True where the loss counts);
 crowd annotations without keypoints are not people. No augmentation here: a transform is passed in.
+The keypoint set (COCO-17, CrowdPose-14 or another) is read from the file: see
+:func:`keypoint_spec_of`. CrowdPose files have no segmentations, so nothing is masked there (as
+the official ``CrowdPoseKeypoints``, whose mask is all True).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from hrpose.skeleton import COCO17, KeypointSpec
+from hrpose.skeleton import BUILTIN_SPECS, KeypointSpec
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +85,10 @@ class CocoKeypoints:
             )
         with contextlib.redirect_stdout(io.StringIO()):
             self.coco = COCO(str(ann_file))
-        cats = self.coco.loadCats(self.coco.getCatIds())
-        has_spec = bool(cats) and bool(cats[0].get("keypoints"))
-        self.spec: KeypointSpec = KeypointSpec.from_coco_category(cats[0]) if has_spec else COCO17
+        try:
+            self.spec: KeypointSpec = keypoint_spec_of(self.coco.dataset)
+        except DatasetError as e:
+            raise DatasetError(f"{ann_file}: {e}") from None
         ids = sorted(self.coco.getImgIds())
         if train:
             ids = [i for i in ids if self.coco.getAnnIds(imgIds=i, iscrowd=None)]
@@ -124,12 +128,45 @@ class CocoKeypoints:
         k = self.spec.num_joints
         kps = np.zeros((len(people), k, 3), np.float32)
         for i, a in enumerate(people):
-            kps[i] = np.asarray(a["keypoints"], np.float32).reshape(-1, 3)[:k]
+            if a.get("keypoints"):
+                kps[i] = np.asarray(a["keypoints"], np.float32).reshape(k, 3)
         return PoseSample(image, kps, mask, img_id, info["file_name"])
 
     def __getitem__(self, index: int) -> Any:
         sample = self.load(index)
         return self.transform(sample) if self.transform else sample
+
+
+def keypoint_spec_of(dataset: Mapping) -> KeypointSpec:
+    """The keypoint set of a COCO-format keypoints dict, checked against its annotations.
+
+    From ``categories[0]`` (names, skeleton; see ``KeypointSpec.from_coco_category``), or, for a
+    file whose category lists no keypoints, the built-in set with the annotations' joint count.
+    """
+    cats = dataset.get("categories") or []
+    lengths = np.array([len(a.get("keypoints") or ()) for a in dataset.get("annotations", ())])
+    if cats and cats[0].get("keypoints"):
+        spec = KeypointSpec.from_coco_category(cats[0])
+    else:
+        counts = sorted(set((lengths[lengths > 0] // 3).tolist()))
+        by_count = {s.num_joints: s for s in BUILTIN_SPECS.values()}
+        if len(counts) != 1 or counts[0] not in by_count:
+            raise DatasetError(
+                "categories[0] has no 'keypoints' list and the annotations' keypoint counts "
+                f"{counts} match no built-in set ({sorted(by_count)} joints); add the keypoint "
+                "names to categories[0]"
+            )
+        spec = by_count[counts[0]]
+        log.warning("no keypoint names in the file: assuming %d joints", spec.num_joints)
+    wrong = np.flatnonzero((lengths > 0) & (lengths != 3 * spec.num_joints))
+    if wrong.size:
+        ann = dataset["annotations"][int(wrong[0])]
+        raise DatasetError(
+            f"{wrong.size} annotation(s) do not have 3 x {spec.num_joints} keypoint values, e.g. "
+            f"id {ann.get('id')} has {lengths[wrong[0]]}; categories[0] lists {spec.num_joints} "
+            "keypoints: fix the file or its categories[0].keypoints"
+        )
+    return spec
 
 
 def ignore_mask(anns: list[dict], height: int, width: int) -> np.ndarray:
@@ -142,7 +179,7 @@ def ignore_mask(anns: list[dict], height: int, width: int) -> np.ndarray:
 
     rles: list = []
     for a in anns:
-        if a.get("iscrowd", 0):
+        if a.get("iscrowd", 0) and a.get("segmentation"):
             rle = mask_utils.frPyObjects(a["segmentation"], height, width)
             rles.extend(rle if isinstance(rle, list) else [rle])
         elif a.get("num_keypoints", 0) == 0 and a.get("segmentation"):

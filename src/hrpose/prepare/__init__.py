@@ -1,1 +1,1 @@
-"""Data preparation: resumable verified downloads, COCO 2017 and ImageNet layouts."""
+"""Data preparation: resumable verified downloads, COCO 2017, ImageNet and CrowdPose layouts."""
