@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hrpose.decode.aggregate import aggregate
+from hrpose.decode.aggregate import TagSource, aggregate
 from hrpose.decode.group import match_by_tag
 from hrpose.decode.peaks import top_k
 from hrpose.decode.preprocess import Transform, input_size_for
@@ -65,21 +65,28 @@ def _as_list(outputs: object) -> list[Tensor]:
 
 
 def decode_maps(
-    heatmaps: Tensor, tags: Tensor, spec: KeypointSpec, params: DecodeParams
+    heatmaps: Tensor,
+    tags: TagSource,
+    spec: KeypointSpec,
+    params: DecodeParams,
+    use_cv2: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Final maps (1, K, H, W) and (1, K, H, W, T) -> people (P, K, 3 + T) in map pixels, scores."""
-    tag_k, loc_k, val_k = top_k(heatmaps, tags, params.max_people, params.nms_kernel)
+    """Final heatmaps (1, K, H, W) and tags -> people (P, K, 3 + T) in map pixels, and scores.
+
+    Everything but the grouping runs on the heatmaps' device; ``use_cv2`` forces (True) or
+    avoids (False) the OpenCV max filter (default: OpenCV for CPU tensors).
+    """
+    tag_k, loc_k, val_k = top_k(heatmaps, tags, params.max_people, params.nms_kernel, use_cv2)
     people = match_by_tag(
         tag_k, loc_k, val_k, spec.grouping_order, params.detection_threshold,
         params.tag_threshold, params.max_people, params.use_detection_val, params.ignore_too_much,
     )  # fmt: skip
-    det = heatmaps[0].detach().cpu().float().numpy()
+    det = heatmaps[0]
     if params.adjust:
         people = adjust(people, det)
     scores = people[:, :, 2].mean(axis=1) if len(people) else np.zeros(0, np.float32)
     if params.refine and len(people):
-        planes = tags[0].detach().cpu().float().permute(0, 3, 1, 2)  # (K, T, H, W)
-        people = refine(people, det, planes.numpy())
+        people = refine(people, det, tags)
     return people, scores
 
 
@@ -91,6 +98,7 @@ def decode(
     flip_outputs: object | None = None,
     spec: KeypointSpec = COCO17,
     params: DecodeParams | None = None,
+    use_cv2: bool | None = None,
     **kwargs: object,
 ) -> People:
     """People in original image pixels from the network outputs of one preprocessed image.
@@ -123,9 +131,9 @@ def decode(
     base_size, center, scale = input_size_for(image_size, input_size, 1.0, min_scale)
     with torch.no_grad():
         heat, tags = aggregate(per_scale, k, base_size, spec.flip_index)
-        people, scores = decode_maps(heat.float(), tags.float(), spec, params)
+        people, scores = decode_maps(heat.float(), tags, spec, params, use_cv2)
     if len(people) == 0:
-        return People.empty(k, tags.shape[-1])
+        return People.empty(k, tags.dim)
     # The official code maps back with the centre/scale of the last (smallest) scale it resized.
     _, center, scale = input_size_for(image_size, input_size, scales[order[-1]], min_scale)
     transform = Transform(center, scale, base_size)
