@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import cached_property, lru_cache, partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+TILE = 32  # output pixels per side of the tiles the heatmaps are projected in
 Pixels = Callable[[Tensor, Tensor], Tensor]  # (ys, xs) int64 -> source values there
 
 
@@ -33,15 +34,36 @@ def _fma(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     return (a.double() * b.double() + c.double()).float()
 
 
-def _source_index(dst: Tensor, in_size: int, out_size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Lower/upper source index and upper weight of output pixels ``dst`` (int64), computed as
-    torch's CPU ``upsample_bilinear2d`` (align_corners=False): float32 scale, fused multiply-add."""
-    scale = torch.tensor(in_size / out_size, dtype=torch.float32, device=dst.device)
+@lru_cache(maxsize=64)
+def _index_table(in_size: int, out_size: int, device: torch.device) -> Tensor:
+    """(3, out_size) lower index, upper index and upper weight (as float64-exact float32) of
+    every output pixel, computed as torch's CPU ``upsample_bilinear2d`` (align_corners=False):
+    float32 scale, fused multiply-add."""
+    dst = torch.arange(out_size, device=device)
+    scale = torch.tensor(in_size / out_size, dtype=torch.float32, device=device)
     src = _fma(scale.expand(dst.shape), dst.float() + 0.5, torch.full_like(scale, -0.5))
     src = src.clamp_min(0)
     i0 = src.long().clamp_max(in_size - 1)
     lam = (src - i0.float()).clamp(0, 1)
-    return i0, (i0 + 1).clamp_max(in_size - 1), lam
+    return torch.stack((i0.double(), (i0 + 1).clamp_max(in_size - 1).double(), lam.double()))
+
+
+def _source_index(dst: Tensor, in_size: int, out_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Lower/upper source index and upper weight of output pixels ``dst`` (int64)."""
+    table = _index_table(in_size, out_size, dst.device)[:, dst]
+    return table[0].long(), table[1].long(), table[2].float()
+
+
+def _gather(maps: Tensor, joints: Tensor) -> Pixels:
+    """``(y, x) -> maps[joints, y, x]`` through one flat index (faster than three)."""
+    _, h, w = maps.shape
+    flat = maps.reshape(-1)
+    base = joints * h
+
+    def pixels(y: Tensor, x: Tensor) -> Tensor:
+        return flat[(base + y) * w + x]
+
+    return pixels
 
 
 def _mirrored(value: Pixels, width: int, y: Tensor, x: Tensor) -> Tensor:
@@ -100,8 +122,7 @@ class TagSource:
         for m, mirror in zip(self.maps, self.mirrored, strict=True):
             first_hw = (int(m.shape[1]), int(m.shape[2]))
 
-            def first(y: Tensor, x: Tensor, m: Tensor = m) -> Tensor:
-                return m[joints, y, x]
+            first = _gather(m, joints)
 
             if self.mid_hw is not None:
                 first = partial(bilinear_at, first, in_hw=first_hw, out_hw=self.mid_hw)
@@ -148,13 +169,123 @@ def stage_heatmaps(outputs: Sequence[Tensor], num_joints: int) -> Tensor:
     return heat_sum / len(heats) if len(heats) > 1 else heat_sum
 
 
+@dataclass(frozen=True)
+class HeatSource:
+    """The final heatmaps, kept at the networks' resolution and projected only where read.
+
+    ``maps``: per scale (official order) the (K, h, w) heatmaps averaged over resolutions and
+    flip; the final map at ``out_hw`` is the mean over scales of their bilinear projections.
+    :meth:`at` evaluates it at pixels, :meth:`plane` projects one joint, :meth:`full` all.
+    """
+
+    maps: tuple[Tensor, ...]
+    out_hw: tuple[int, int]
+
+    @property
+    def num_joints(self) -> int:
+        return int(self.maps[0].shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.maps[0].device
+
+    @property
+    def exact_points(self) -> bool:
+        """Whether :meth:`at` is bit-exact without projecting (float32: the kernel we mirror)."""
+        return all(m.dtype == torch.float32 for m in self.maps)
+
+    @cached_property
+    def _full(self) -> Tensor:
+        return self.full()
+
+    def full(self) -> Tensor:
+        """(K, H, W) float32 final heatmaps (the official projection of every joint)."""
+        final = None
+        for m in self.maps:
+            up = _resize(m[None], self.out_hw)[0]
+            final = up if final is None else final + up
+        assert final is not None
+        return (final / float(len(self.maps)) if len(self.maps) > 1 else final).float()
+
+    def plane(self, joint: int) -> Tensor:
+        """(H, W) float32 final heatmap of one joint, equal to ``full()[joint]``."""
+        if not self.exact_points:
+            return self._full[joint]
+        final = None
+        for m in self.maps:
+            up = _resize(m[joint][None, None], self.out_hw)[0, 0]
+            final = up if final is None else final + up
+        assert final is not None
+        return final / float(len(self.maps)) if len(self.maps) > 1 else final
+
+    def at(self, joints: Tensor, ys: Tensor, xs: Tensor) -> Tensor:
+        """Float32 final heatmap values of joint ``joints`` at (ys, xs) (broadcast together)."""
+        if not self.exact_points:
+            return self._full[joints, ys, xs]
+        final = None
+        for m in self.maps:
+            v = bilinear_at(
+                _gather(m, joints), ys, xs, (int(m.shape[1]), int(m.shape[2])), self.out_hw
+            )
+            final = v if final is None else final + v
+        assert final is not None
+        return final / float(len(self.maps)) if len(self.maps) > 1 else final
+
+    @cached_property
+    def _tile_max(self) -> Tensor:
+        """(K, rows, cols) per ``TILE``-pixel output tile the largest source value it reads (over
+        scales): a bilinear value is at most its largest source, a mean at most its largest."""
+        h, w = self.out_hw
+        rows = torch.arange(0, h, TILE, device=self.device)
+        cols = torch.arange(0, w, TILE, device=self.device)
+        best = None
+        for m in self.maps:
+            mh, mw = int(m.shape[1]), int(m.shape[2])
+            y0 = _source_index(rows, mh, h)[0].tolist()
+            y1 = _source_index((rows + TILE - 1).clamp_max(h - 1), mh, h)[1].tolist()
+            x0 = _source_index(cols, mw, w)[0].tolist()
+            x1 = _source_index((cols + TILE - 1).clamp_max(w - 1), mw, w)[1].tolist()
+            # loops over tile rows and columns (tens), not pixels
+            band = torch.stack([m[:, a : b + 1].amax(1) for a, b in zip(y0, y1, strict=True)], 1)
+            tmax = torch.stack(
+                [band[:, :, a : b + 1].amax(2) for a, b in zip(x0, x1, strict=True)], 2
+            )
+            best = tmax if best is None else torch.maximum(best, tmax)
+        assert best is not None
+        return best
+
+    def tiles(self, thresholds: Tensor) -> Tensor:
+        """(n, 3) joint, tile row, tile column of the ``TILE``-pixel output tiles where a value
+        of joint j can exceed ``thresholds[j]``; joints with an infinite threshold are skipped."""
+        joints = torch.nonzero(torch.isfinite(thresholds))[:, 0]
+        # rounding can lift a convex combination an ulp above its sources: keep a margin
+        limit = (thresholds - 1e-6 * thresholds.abs() - 1e-30)[joints, None, None]
+        found = torch.nonzero(self._tile_max[joints] > limit)
+        found[:, 0] = joints[found[:, 0]]
+        return found
+
+    def tile_values(self, tiles: Tensor, halo: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Rows (n, S), columns (n, S) and values (n, S, S) of ``tiles`` grown by ``halo``
+        pixels (S = TILE + 2 halo); pixels outside the map are -inf."""
+        h, w = self.out_hw
+        tile = TILE
+        offs = torch.arange(-halo, tile + halo, device=self.device)
+        ys = tiles[:, 1, None] * tile + offs
+        xs = tiles[:, 2, None] * tile + offs
+        inside = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]
+        vals = self.at(
+            tiles[:, 0, None, None], ys.clamp(0, h - 1)[:, :, None], xs.clamp(0, w - 1)[:, None, :]
+        )
+        return ys, xs, vals.masked_fill(~inside, -torch.inf)
+
+
 def aggregate(
     per_scale: Sequence[tuple[float, Sequence[Tensor], Sequence[Tensor] | None]],
     num_joints: int,
     base_size: tuple[int, int],
     flip_index: Sequence[int],
-) -> tuple[Tensor, TagSource]:
-    """Final heatmaps (1, K, H, W) at ``base_size`` (w, h) and the scale-1 :class:`TagSource`.
+) -> tuple[HeatSource, TagSource]:
+    """Final heatmaps at ``base_size`` (w, h) and the scale-1 tags, both evaluated lazily.
 
     ``per_scale``: (scale, outputs, flipped outputs or None), in the official order (scales
     sorted from largest to smallest). Only scale 1 contributes tags, as the official code.
@@ -162,7 +293,7 @@ def aggregate(
     hw = (base_size[1], base_size[0])
     k = num_joints
     flip = list(flip_index)
-    final: Tensor | None = None
+    heats: list[Tensor] = []
     source: TagSource | None = None
     single = len(per_scale) == 1
     for scale, outputs, flipped in per_scale:
@@ -170,8 +301,7 @@ def aggregate(
         if flipped is not None:
             fheat = torch.flip(stage_heatmaps(flipped, k), [3])[:, flip]
             heat = (heat + fheat) / 2.0  # folded: one projection instead of two (see above)
-        heat = _resize(heat, hw)
-        final = heat if final is None else final + heat
+        heats.append(heat[0])
         if scale == 1 or single:
             mid = (int(outputs[-1].shape[-2]), int(outputs[-1].shape[-1]))
             maps = [outputs[0][0, k : 2 * k]]
@@ -187,5 +317,4 @@ def aggregate(
             )
     if source is None:
         raise ValueError("multi-scale test needs scale 1.0 among the scales (its tags are used)")
-    assert final is not None
-    return (final / float(len(per_scale)) if len(per_scale) > 1 else final), source
+    return HeatSource(tuple(heats), hw), source

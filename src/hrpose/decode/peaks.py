@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hrpose.decode.aggregate import TagSource
+from hrpose.decode.aggregate import TILE, HeatSource, TagSource
 
 
 def max_filter(x: Tensor, kernel: int, use_cv2: bool | None = None) -> Tensor:
@@ -40,6 +40,51 @@ def nms(heatmaps: Tensor, kernel: int = 5, use_cv2: bool | None = None) -> Tenso
     return heatmaps * torch.eq(pooled, heatmaps).float()
 
 
+def _ragged_top_k(
+    joint: Tensor, idx: Tensor, val: Tensor, num_joints: int, k: int
+) -> tuple[Tensor, Tensor]:
+    """Per joint the top-k of peaks given as (joint, flat index, value), sorted by joint then
+    index; slots beyond a joint's peaks hold value 0 at index 0."""
+    dev = val.device
+    counts = torch.bincount(joint, minlength=num_joints)
+    width = max(k, int(counts.max()) if joint.numel() else 0)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(joint.numel(), device=dev) - starts[joint]
+    vals = torch.full((num_joints, width), -torch.inf, device=dev, dtype=val.dtype)
+    vals[joint, slot] = val
+    inds = torch.zeros((num_joints, width), device=dev, dtype=torch.int64)
+    inds[joint, slot] = idx  # ascending flat index within a joint, as in the full map
+    val_k, pos = vals.topk(k, dim=1)
+    ind = inds.gather(1, pos)
+    missing = torch.isinf(val_k)
+    return val_k.masked_fill(missing, 0.0), ind.masked_fill(missing, 0)
+
+
+def tiled_peak_top_k(
+    heat: HeatSource, k: int, kernel: int, threshold: float
+) -> tuple[Tensor, Tensor]:
+    """The top-k peaks above ``threshold`` (and above 0) of the final heatmaps, projecting only
+    the tiles (``TILE`` pixels a side) where a value can exceed the threshold (plus the NMS halo).
+
+    Equal, for the candidates the grouping keeps (score > threshold >= 0), to the top-k of the
+    NMS of the full projection: every projected value is bit-exact (:meth:`HeatSource.at`).
+    """
+    h, w = heat.out_hw
+    j = heat.num_joints
+    k = min(k, h * w)
+    tiles = heat.tiles(torch.full((j,), float(threshold), device=heat.device))
+    r = kernel // 2
+    ys, xs, vals = heat.tile_values(tiles, r)
+    tile = TILE
+    pooled = F.max_pool2d(vals[:, None], kernel, 1, 0)[:, 0]  # (n, tile, tile); -inf outside
+    centre = vals[:, r : r + tile, r : r + tile]
+    peak = (pooled == centre) & (centre > threshold) & (centre > 0)
+    n, py, px = torch.nonzero(peak, as_tuple=True)
+    joint, flat = tiles[n, 0], ys[n, py + r] * w + xs[n, px + r]
+    order = torch.argsort(joint * (h * w) + flat)
+    return _ragged_top_k(joint[order], flat[order], centre[n, py, px][order], j, k)
+
+
 def peak_top_k(
     heatmaps: Tensor, k: int, kernel: int, use_cv2: bool | None
 ) -> tuple[Tensor, Tensor]:
@@ -55,27 +100,32 @@ def peak_top_k(
     flat = heatmaps.reshape(j, -1)
     pooled = max_filter(heatmaps[None], kernel, use_cv2)[0].reshape(j, -1)
     joint, idx = torch.nonzero(torch.eq(pooled, flat) & (flat > 0), as_tuple=True)
-    counts = torch.bincount(joint, minlength=j)
-    width = max(k, int(counts.max()) if joint.numel() else 0)
-    starts = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(joint.numel(), device=flat.device) - starts[joint]
-    vals = torch.full((j, width), -torch.inf, device=flat.device, dtype=flat.dtype)
-    vals[joint, slot] = flat[joint, idx]
-    inds = torch.zeros((j, width), device=flat.device, dtype=torch.int64)
-    inds[joint, slot] = idx  # ascending flat index within a joint, as in the full map
-    val_k, pos = vals.topk(k, dim=1)
-    ind = inds.gather(1, pos)
-    missing = torch.isinf(val_k)
-    return val_k.masked_fill(missing, 0.0), ind.masked_fill(missing, 0)
+    return _ragged_top_k(joint, idx, flat[joint, idx], j, k)
 
 
 def top_k(
-    heatmaps: Tensor, tags: TagSource, k: int = 30, kernel: int = 5, use_cv2: bool | None = None
+    heat: HeatSource,
+    tags: TagSource,
+    k: int = 30,
+    kernel: int = 5,
+    threshold: float = 0.0,
+    use_cv2: bool | None = None,
+    tiled: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per joint the ``k`` best peaks of image 0: tags (K, k, T), locations (K, k, 2) x, y as
-    int64, values (K, k) float32 (computed on the heatmaps' device, returned as numpy)."""
-    j, h, w = heatmaps.shape[1:]
-    val_k, ind = peak_top_k(heatmaps[0], k, kernel, use_cv2)
+    """Per joint the ``k`` best peaks: tags (K, k, T), locations (K, k, 2) x, y as int64, values
+    (K, k) float32 (computed on the heatmaps' device, returned as numpy).
+
+    ``tiled``: project only the tiles that can hold a peak above ``threshold`` (default when
+    that is exact, float32 maps) or the whole maps (the official way).
+    """
+    j = heat.num_joints
+    w = heat.out_hw[1]
+    if tiled is None:
+        tiled = heat.exact_points
+    if tiled:
+        val_k, ind = tiled_peak_top_k(heat, k, kernel, threshold)
+    else:
+        val_k, ind = peak_top_k(heat.full(), k, kernel, use_cv2)
     k = ind.shape[1]
     ys, xs = torch.div(ind, w, rounding_mode="floor"), ind % w
     joints = torch.arange(j, device=ind.device)[:, None].expand(j, k)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hrpose.decode.aggregate import TagSource, aggregate
+from hrpose.decode.aggregate import HeatSource, TagSource, aggregate
 from hrpose.decode.group import match_by_tag
 from hrpose.decode.peaks import top_k
 from hrpose.decode.preprocess import Transform, input_size_for
@@ -35,6 +35,10 @@ class DecodeParams:
     def __post_init__(self) -> None:
         if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
             raise ValueError(f"nms_kernel must be a positive odd number, got {self.nms_kernel}")
+        if self.detection_threshold < 0:
+            raise ValueError(
+                f"detection_threshold must be >= 0 (heatmap values), got {self.detection_threshold}"
+            )
         if self.max_people < 1:
             raise ValueError("max_people must be >= 1")
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
@@ -65,28 +69,31 @@ def _as_list(outputs: object) -> list[Tensor]:
 
 
 def decode_maps(
-    heatmaps: Tensor,
+    heat: HeatSource,
     tags: TagSource,
     spec: KeypointSpec,
     params: DecodeParams,
     use_cv2: bool | None = None,
+    tiled: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Final heatmaps (1, K, H, W) and tags -> people (P, K, 3 + T) in map pixels, and scores.
+    """Final heatmaps and tags -> people (P, K, 3 + T) in map pixels, and scores.
 
-    Everything but the grouping runs on the heatmaps' device; ``use_cv2`` forces (True) or
-    avoids (False) the OpenCV max filter (default: OpenCV for CPU tensors).
+    Everything but the grouping runs on the maps' device. ``tiled``/``use_cv2`` choose the peak
+    search (:func:`hrpose.decode.peaks.top_k`); all choices give the same people.
     """
-    tag_k, loc_k, val_k = top_k(heatmaps, tags, params.max_people, params.nms_kernel, use_cv2)
+    tag_k, loc_k, val_k = top_k(
+        heat, tags, params.max_people, params.nms_kernel, params.detection_threshold, use_cv2,
+        tiled,
+    )  # fmt: skip
     people = match_by_tag(
         tag_k, loc_k, val_k, spec.grouping_order, params.detection_threshold,
         params.tag_threshold, params.max_people, params.use_detection_val, params.ignore_too_much,
     )  # fmt: skip
-    det = heatmaps[0]
     if params.adjust:
-        people = adjust(people, det)
+        people = adjust(people, heat)
     scores = people[:, :, 2].mean(axis=1) if len(people) else np.zeros(0, np.float32)
     if params.refine and len(people):
-        people = refine(people, det, tags)
+        people = refine(people, heat, tags)
     return people, scores
 
 
@@ -99,6 +106,7 @@ def decode(
     spec: KeypointSpec = COCO17,
     params: DecodeParams | None = None,
     use_cv2: bool | None = None,
+    tiled: bool | None = None,
     **kwargs: object,
 ) -> People:
     """People in original image pixels from the network outputs of one preprocessed image.
@@ -131,7 +139,7 @@ def decode(
     base_size, center, scale = input_size_for(image_size, input_size, 1.0, min_scale)
     with torch.no_grad():
         heat, tags = aggregate(per_scale, k, base_size, spec.flip_index)
-        people, scores = decode_maps(heat.float(), tags, spec, params, use_cv2)
+        people, scores = decode_maps(heat, tags, spec, params, use_cv2, tiled)
     if len(people) == 0:
         return People.empty(k, tags.dim)
     # The official code maps back with the centre/scale of the last (smallest) scale it resized.
