@@ -26,11 +26,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from hrpose.decode import decode, input_size_for  # noqa: E402
+from hrpose.decode import Transform, decode, input_size_for  # noqa: E402
 from hrpose.skeleton import COCO17  # noqa: E402
 from synthetic import make_outputs, random_people  # noqa: E402
 
 IMAGE = (640, 480)
+TF = [Transform.for_image(IMAGE)]
 
 
 def _official():
@@ -111,11 +112,11 @@ def main() -> None:
         xy, wh = random_people(n, IMAGE, seed=n)
         outs, flips = make_outputs(xy, np.arange(n) * 3.0, wh, seed=n)
         outs, flips = [t.float() for t in outs], [t.float() for t in flips]  # as a model gives
-        ours = decode(outs, image_size=IMAGE, flip_outputs=flips)
-        dev = decode(outs, image_size=IMAGE, flip_outputs=flips, tiled=False)
-        t_ours = _times(lambda o=outs, f=flips: decode(o, image_size=IMAGE, flip_outputs=f), repeat)
+        ours = decode([outs], TF, flip_outputs=[flips])
+        dev = decode([outs], TF, flip_outputs=[flips], tiled=False)
+        t_ours = _times(lambda o=outs, f=flips: decode([o], TF, flip_outputs=[f]), repeat)
         t_dev = _times(
-            lambda o=outs, f=flips: decode(o, image_size=IMAGE, flip_outputs=f, tiled=False),
+            lambda o=outs, f=flips: decode([o], TF, flip_outputs=[f], tiled=False),
             max(1, repeat // 2),
         )
         same = _same(ours, dev)

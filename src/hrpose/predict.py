@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hrpose.affine import Transform
 from hrpose.decode import DecodeParams, decode, preprocess
 from hrpose.models import HigherHRNet, describe_arch, extract_state_dict, load_weights
 from hrpose.models.weights import WeightsError, read_checkpoint
@@ -31,6 +32,7 @@ class Prediction:
 
     people: People
     outputs: list[torch.Tensor] = field(default_factory=list)  # scale 1, batch 1
+    transform: Transform | None = None  # scale 1: image -> network input
 
 
 def spec_from_checkpoint(obj: dict) -> KeypointSpec | None:
@@ -162,16 +164,14 @@ class Predictor:
                 f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}"
             )
         outs, flips, first = self.forward(image)
-        multi = len(self.params.scales) > 1
-        people = decode(
-            outs if multi else outs[0],
-            image_size=(image.shape[1], image.shape[0]),
-            input_size=self.input_size,
-            flip_outputs=None if flips is None else (flips if multi else flips[0]),
-            spec=self.spec,
-            params=self.params,
-        )
-        return Prediction(people, first)
+        min_scale = min(self.params.scales)
+        size = (image.shape[1], image.shape[0])
+        # the geometry preprocess used, one Transform per scale (cheap: no warp)
+        transforms = [
+            Transform.for_image(size, self.input_size, s, min_scale) for s in self.params.scales
+        ]
+        people = decode(outs, transforms, flip_outputs=flips, spec=self.spec, params=self.params)
+        return Prediction(people, first, transforms[self.params.scales.index(1.0)])
 
     def __call__(self, image: np.ndarray) -> People:
         return self.predict(image).people

@@ -21,8 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hrpose.structures import PoseOutput
+
 TILE = 32  # output pixels per side of the tiles the heatmaps are projected in
 Pixels = Callable[[Tensor, Tensor], Tensor]  # (ys, xs) int64 -> source values there
+
+
+def point_exact(maps: Tensor) -> bool:
+    """Whether :func:`bilinear_at` reproduces torch's CPU kernel on these (C, h, w) maps: float32,
+    sides of at least 32 (smaller maps take another kernel path; they are cheap to project
+    fully anyway)."""
+    return maps.dtype == torch.float32 and min(int(maps.shape[-2]), int(maps.shape[-1])) >= 32
 
 
 def _resize(x: Tensor, size_hw: tuple[int, int]) -> Tensor:
@@ -77,7 +86,9 @@ def bilinear_at(
     without the resize: ``value(y, x)`` returns source pixels (any leading shape over ys/xs).
 
     The arithmetic is torch's CPU kernel's: ``h0 * (w0*a + w1*b) + h1 * (w0*c + w1*d)`` with both
-    inner sums and the outer sum fused (checked against F.interpolate by the tests).
+    inner sums and the outer sum fused (checked against F.interpolate by the tests for float32
+    maps with sides >= 32; the kernel differs for tiny maps and for exactly 3 channels per
+    call, which the decoder's calls never have for 17 joints).
     """
     y0, y1, h1 = _source_index(ys, in_hw[0], out_hw[0])
     x0, x1, w1 = _source_index(xs, in_hw[1], out_hw[1])
@@ -114,9 +125,9 @@ class TagSource:
 
     def at(self, joints: Tensor, ys: Tensor, xs: Tensor) -> Tensor:
         """(n, T) float32 tag values of joint ``joints[i]`` at output pixel (ys[i], xs[i])."""
-        if self.maps[0].dtype != torch.float32:
+        if not point_exact(self.maps[0]):
             # The point formula reproduces the float32 kernel only; other dtypes (float64 test
-            # data) take the full resize, then float32 as the decoder always did.
+            # data) and tiny maps take the full resize, then float32 as the decoder always did.
             return self._full[joints, :, ys, xs]
         out = []
         for m, mirror in zip(self.maps, self.mirrored, strict=True):
@@ -150,23 +161,13 @@ class TagSource:
         return torch.stack(out)
 
 
-def stage_heatmaps(outputs: Sequence[Tensor], num_joints: int) -> Tensor:
-    """(1, K, h, w) heatmaps of one pass averaged over its resolutions, at the last resolution
+def stage_heatmaps(output: PoseOutput) -> Tensor:
+    """(1, K, h, w) heatmaps of one pass averaged over its two resolutions, at the higher one
     (the official ``get_multi_stage_outputs``, before flipping back)."""
-    k = num_joints
-    if outputs[0].shape[1] < 2 * k:
-        raise ValueError(
-            f"the first output has {outputs[0].shape[1]} channels; a {k}-joint model gives {2 * k} "
-            "(heatmaps then tags). Does the keypoint spec match the weights?"
-        )
-    last_hw = (int(outputs[-1].shape[-2]), int(outputs[-1].shape[-1]))
-    heats = [out[:, :k] for out in outputs]
-    if len(heats) > 1:  # channels are resized independently: only the K heatmaps are needed
-        heats[:-1] = [_resize(h, last_hw) for h in heats[:-1]]
-    heat_sum = heats[0]
-    for h in heats[1:]:
-        heat_sum = heat_sum + h
-    return heat_sum / len(heats) if len(heats) > 1 else heat_sum
+    high = output.high_heatmaps
+    # channels are resized independently: only the K heatmaps of the low output are needed
+    low = _resize(output.heatmaps, (int(high.shape[-2]), int(high.shape[-1])))
+    return (low + high) / 2
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ class HeatSource:
     @property
     def exact_points(self) -> bool:
         """Whether :meth:`at` is bit-exact without projecting (float32: the kernel we mirror)."""
-        return all(m.dtype == torch.float32 for m in self.maps)
+        return all(point_exact(m) for m in self.maps)
 
     @cached_property
     def _full(self) -> Tensor:
@@ -254,6 +255,11 @@ class HeatSource:
         assert best is not None
         return best
 
+    @property
+    def tile_count(self) -> int:
+        """Tiles per joint map."""
+        return int(self._tile_max.shape[1] * self._tile_max.shape[2])
+
     def tiles(self, thresholds: Tensor) -> Tensor:
         """(n, 3) joint, tile row, tile column of the ``TILE``-pixel output tiles where a value
         of joint j can exceed ``thresholds[j]``; joints with an infinite threshold are skipped."""
@@ -280,41 +286,34 @@ class HeatSource:
 
 
 def aggregate(
-    per_scale: Sequence[tuple[float, Sequence[Tensor], Sequence[Tensor] | None]],
-    num_joints: int,
-    base_size: tuple[int, int],
+    per_scale: Sequence[tuple[float, PoseOutput, PoseOutput | None]],
     flip_index: Sequence[int],
+    base_size: tuple[int, int],
 ) -> tuple[HeatSource, TagSource]:
     """Final heatmaps at ``base_size`` (w, h) and the scale-1 tags, both evaluated lazily.
 
-    ``per_scale``: (scale, outputs, flipped outputs or None), in the official order (scales
+    ``per_scale``: (scale, output, flipped output or None), in the official order (scales
     sorted from largest to smallest). Only scale 1 contributes tags, as the official code.
     """
     hw = (base_size[1], base_size[0])
-    k = num_joints
     flip = list(flip_index)
     heats: list[Tensor] = []
     source: TagSource | None = None
     single = len(per_scale) == 1
-    for scale, outputs, flipped in per_scale:
-        heat = stage_heatmaps(outputs, k)
+    for scale, output, flipped in per_scale:
+        heat = stage_heatmaps(output)
         if flipped is not None:
-            fheat = torch.flip(stage_heatmaps(flipped, k), [3])[:, flip]
+            fheat = torch.flip(stage_heatmaps(flipped), [3])[:, flip]
             heat = (heat + fheat) / 2.0  # folded: one projection instead of two (see above)
         heats.append(heat[0])
         if scale == 1 or single:
-            mid = (int(outputs[-1].shape[-2]), int(outputs[-1].shape[-1]))
-            maps = [outputs[0][0, k : 2 * k]]
+            mid = (int(output.high.shape[-2]), int(output.high.shape[-1]))
+            maps = [output.tags[0]]
             mirrored = [False]
             if flipped is not None:
-                maps.append(flipped[0][0, k : 2 * k][flip])
+                maps.append(flipped.tags[0][flip])
                 mirrored.append(True)
-            source = TagSource(
-                tuple(maps),
-                tuple(mirrored),
-                mid if len(outputs) > 1 else None,
-                hw,
-            )
+            source = TagSource(tuple(maps), tuple(mirrored), mid, hw)
     if source is None:
         raise ValueError("multi-scale test needs scale 1.0 among the scales (its tags are used)")
     return HeatSource(tuple(heats), hw), source

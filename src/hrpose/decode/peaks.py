@@ -15,6 +15,8 @@ from torch import Tensor
 
 from hrpose.decode.aggregate import TILE, HeatSource, TagSource
 
+DENSE_SHARE = 0.25  # above this share of tiles holding candidates, project the whole maps
+
 
 def max_filter(x: Tensor, kernel: int, use_cv2: bool | None = None) -> Tensor:
     """``max_pool2d(x, kernel, 1, kernel // 2)`` of (N, K, H, W) maps, bit for bit.
@@ -61,18 +63,22 @@ def _ragged_top_k(
 
 
 def tiled_peak_top_k(
-    heat: HeatSource, k: int, kernel: int, threshold: float
+    heat: HeatSource, k: int, kernel: int, threshold: float, use_cv2: bool | None = None
 ) -> tuple[Tensor, Tensor]:
     """The top-k peaks above ``threshold`` (and above 0) of the final heatmaps, projecting only
     the tiles (``TILE`` pixels a side) where a value can exceed the threshold (plus the NMS halo).
 
     Equal, for the candidates the grouping keeps (score > threshold >= 0), to the top-k of the
     NMS of the full projection: every projected value is bit-exact (:meth:`HeatSource.at`).
+    When more than ``DENSE_SHARE`` of the tiles are needed, the whole maps are projected (the
+    same values, faster in bulk).
     """
     h, w = heat.out_hw
     j = heat.num_joints
     k = min(k, h * w)
     tiles = heat.tiles(torch.full((j,), float(threshold), device=heat.device))
+    if tiles.shape[0] > DENSE_SHARE * j * heat.tile_count:  # crowded: whole maps are cheaper
+        return peak_top_k(heat.full(), k, kernel, use_cv2)
     r = kernel // 2
     ys, xs, vals = heat.tile_values(tiles, r)
     tile = TILE
@@ -123,7 +129,7 @@ def top_k(
     if tiled is None:
         tiled = heat.exact_points
     if tiled:
-        val_k, ind = tiled_peak_top_k(heat, k, kernel, threshold)
+        val_k, ind = tiled_peak_top_k(heat, k, kernel, threshold, use_cv2)
     else:
         val_k, ind = peak_top_k(heat.full(), k, kernel, use_cv2)
     k = ind.shape[1]

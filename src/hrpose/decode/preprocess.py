@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from hrpose.affine import Transform, affine_transform, input_size_for  # noqa: F401 (re-export)
+from hrpose.affine import Transform
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from hrpose.decode.aggregate import HeatSource, Pixels, TagSource
+from hrpose.decode.peaks import DENSE_SHARE
 
 
 def _quarter(det: Pixels, hw: tuple[int, int], y: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -64,7 +65,7 @@ def refine(
     heat: HeatSource,
     tags: TagSource,
     chunk_pixels: int = 1 << 24,
-    fractions: tuple[float, ...] = (0.5, 0.1),
+    fractions: tuple[float, ...] = (0.5, 0.1, 0.02),
 ) -> np.ndarray:
     """Fill each person's missing joints at ``argmax(det - round(|tag - person mean tag|))``.
 
@@ -104,27 +105,41 @@ def refine(
         # exceeds v, when above v, is the argmax over the whole map. Those pixels lie in the
         # tiles that can exceed v, so only they are projected; the rest need the full maps.
         peak = sum(float(m[k].max()) for m in heat.maps) / len(heat.maps)
+        plane: Tensor | None = None
+        tplanes: Tensor | None = None
         for v in (fraction * peak for fraction in fractions):
             if rows.numel() == 0 or v <= 0:
                 break
             limits = torch.full((num_joints,), torch.inf, device=dev)
             limits[k] = v
-            ys, xs, vals = heat.tile_values(heat.tiles(limits), 0)
-            n, py, px = torch.nonzero(vals > v, as_tuple=True)
-            cy, cx = ys[n, py], xs[n, px]
-            order = torch.argsort(cy * w + cx)  # flat order, so ties resolve to the first pixel
-            cy, cx, cval = cy[order], cx[order], vals[n, py, px][order]
+            tiles = heat.tiles(limits)
+            if tiles.shape[0] > DENSE_SHARE * heat.tile_count:  # cheaper as one plane
+                if plane is None:
+                    plane = heat.plane(k).reshape(-1)
+                flat = torch.nonzero(plane > v)[:, 0]  # flat order: ties go to the first pixel
+                cy, cx, cval = flat // w, flat % w, plane[flat]
+            else:
+                ys, xs, vals = heat.tile_values(tiles, 0)
+                n, py, px = torch.nonzero(vals > v, as_tuple=True)
+                cy, cx = ys[n, py], xs[n, px]
+                order = torch.argsort(cy * w + cx)  # flat order: ties go to the first pixel
+                cy, cx, cval = cy[order], cx[order], vals[n, py, px][order]
             if cy.numel() == 0:
                 continue
-            ctags = tags.at(torch.full_like(cy, k), cy, cx).T  # (T, n)
+            if cy.numel() > DENSE_SHARE * h * w / 16 and tplanes is None:  # many: bulk
+                tplanes = tags.planes(k).float().reshape(tags.dim, -1)
+            if tplanes is not None:
+                ctags = tplanes[:, cy * w + cx]
+            else:
+                ctags = tags.at(torch.full_like(cy, k), cy, cx).T  # (T, n)
             best, arg = torch.max(_scores(cval, ctags, mean_t[pi_t[rows]]), dim=1)
             done = best > v
             flat_idx[rows[done]] = (cy * w + cx)[arg[done]]
             rows = rows[~done]
         if rows.numel() == 0:
             continue
-        det_k = heat.plane(k).reshape(-1)
-        planes = tags.planes(k).float().reshape(tags.dim, -1)
+        det_k = heat.plane(k).reshape(-1) if plane is None else plane
+        planes = tags.planes(k).float().reshape(tags.dim, -1) if tplanes is None else tplanes
         for s in range(0, rows.numel(), step):  # bounded memory: `step` full maps at a time
             sel = rows[s : s + step]
             score = _scores(det_k, planes, mean_t[pi_t[sel]])
