@@ -101,11 +101,14 @@ def _same(a, b) -> bool:
 
 
 def main() -> None:
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # one thread by default: both decoders run many small ops; HRPOSE_BENCH_THREADS=N for more
+    threads = int(os.environ.get("HRPOSE_BENCH_THREADS", "1"))
+    torch.set_num_threads(threads)
     official = _official()
     repeat = int(os.environ.get("HRPOSE_BENCH_REPEAT", "5"))
     print(f"decode of one {IMAGE[0]}x{IMAGE[1]} image at input 512 (flip, adjust, refine on), "
-          f"float32 outputs, median (min-max) of {repeat} runs in ms")  # fmt: skip
+          f"float32 outputs, {threads} torch thread(s), median (min-max) of {repeat} runs in ms "
+          "(official: half as many runs)")  # fmt: skip
     head = f"{'people':>6} {'hrpose':>16} {'full maps':>16} {'official':>18} {'speed-up':>16}"
     print(f"{head}  same")
     for n in (1, 5, 15, 30):

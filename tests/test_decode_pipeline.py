@@ -195,3 +195,32 @@ def test_pose_output_accessors_and_settings() -> None:
         PoseOutput(low[:, :20], high).check()
     with pytest.raises(ValueError, match="detection_threshold"):
         DecodeParams(detection_threshold=-0.1)
+
+
+def test_one_set_of_decode_settings(tmp_path) -> None:
+    """Config, protocol record and eval flags use DecodeParams' names and defaults; the old
+    name is a clear error."""
+    import dataclasses
+
+    from hrpose.cli.eval_pose import _parser
+    from hrpose.config.load import ConfigError, load_config
+    from hrpose.config.schema import InferenceConfig, PoseTrainConfig
+    from hrpose.evaluation.protocol import ProtocolRecord
+
+    cfg = InferenceConfig(detection_threshold=0.3, flip=False)
+    assert cfg.decode_params() == DecodeParams(detection_threshold=0.3, flip=False)
+    d = DecodeParams()
+    for f in dataclasses.fields(InferenceConfig):
+        if f.name in DecodeParams.names() and f.name != "scales":
+            assert f.default == getattr(d, f.name), f.name
+    with pytest.raises(ValueError, match="detection_threshold"):
+        InferenceConfig(detection_threshold=-1.0)
+    with pytest.raises(ConfigError, match="detection_threshold"):
+        load_config(PoseTrainConfig, None, ["--inference.det_threshold=0.3"])
+    rec = ProtocolRecord.from_params(cfg.decode_params(), annotation_file="a", num_images=1,
+                                     input_size=512)  # fmt: skip
+    assert rec.detection_threshold == 0.3 and rec.flip is False and rec.scales == [1.0]
+    args = _parser().parse_args(["--detection-threshold", "0.2"])
+    assert args.detection_threshold == 0.2 and args.max_people == d.max_people
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--det-threshold", "0.2"])

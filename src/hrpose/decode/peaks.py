@@ -15,7 +15,7 @@ from torch import Tensor
 
 from hrpose.decode.aggregate import TILE, HeatSource, TagSource
 
-DENSE_SHARE = 0.25  # above this share of tiles holding candidates, project the whole maps
+DENSE_SHARE = 0.08  # above this share of tiles holding candidates, project the whole maps
 
 
 def max_filter(x: Tensor, kernel: int, use_cv2: bool | None = None) -> Tensor:
