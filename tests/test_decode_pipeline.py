@@ -193,6 +193,13 @@ def test_pose_output_accessors_and_settings() -> None:
     assert torch.equal(out.tags, low[:, 17:]) and out.high_heatmaps is high
     with pytest.raises(ValueError, match="channels"):
         PoseOutput(low[:, :20], high).check()
+    from hrpose.losses import HigherHRNetLoss
+
+    targets = [torch.rand(2, 17, 8, 8), torch.rand(2, 17, 16, 16)]
+    masks = [torch.ones(2, 8, 8), torch.ones(2, 16, 16)]
+    idx = torch.stack([torch.randint(0, 17 * 64, (2, 3, 17)), torch.ones(2, 3, 17).long()], -1)
+    by_name = HigherHRNetLoss()(out, targets, masks, [idx, idx])[0]
+    assert by_name == HigherHRNetLoss()([low, high], targets, masks, [idx, idx])[0]
     with pytest.raises(ValueError, match="detection_threshold"):
         DecodeParams(detection_threshold=-0.1)
 
