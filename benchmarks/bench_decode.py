@@ -7,8 +7,10 @@ given (never part of hrpose):
 
 It needs ``munkres==1.1.4`` (the dev extra installs it). The same synthetic network outputs go to
 both decoders, and the benchmark also checks that they return the same people. Without the
-official copy only our times are printed. Also prints the share of decode in end-to-end CPU time
-(HigherHRNet-W32 forward with flip at 512).
+official copy only our times are printed. "hrpose" is the default decoder (the same torch code
+runs on a GPU: heatmaps projected only in the tiles that can hold a peak); "full maps" projects
+every heatmap at input resolution first, as the official code (OpenCV NMS), for comparison.
+``--forward`` also times the HigherHRNet-W32 forward with flip at 512.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from hrpose.decode import decode, input_size_for  # noqa: E402
+from hrpose.decode import Transform, decode, input_size_for  # noqa: E402
 from hrpose.skeleton import COCO17  # noqa: E402
 from synthetic import make_outputs, random_people  # noqa: E402
 
 IMAGE = (640, 480)
+TF = [Transform.for_image(IMAGE)]
 
 
 def _official():
@@ -76,51 +79,78 @@ def _official():
     return run
 
 
-def _median_time(fn, repeat: int) -> float:
+def _times(fn, repeat: int) -> list[float]:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def _fmt(times: list[float]) -> str:
+    ms = sorted(t * 1000 for t in times)
+    return f"{statistics.median(ms):7.1f} ({ms[0]:.0f}-{ms[-1]:.0f})"
+
+
+def _same(a, b) -> bool:
+    return len(a) == len(b) and (
+        len(a) == 0
+        or bool(np.abs(a.keypoints - b.keypoints).max() < 1e-3 and np.array_equal(a.tags, b.tags))
+    )
 
 
 def main() -> None:
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # one thread by default: both decoders run many small ops; HRPOSE_BENCH_THREADS=N for more
+    threads = int(os.environ.get("HRPOSE_BENCH_THREADS", "1"))
+    torch.set_num_threads(threads)
     official = _official()
-    print(f"decode of one {IMAGE[0]}x{IMAGE[1]} image at input 512 (flip, adjust, refine on)")
-    print(f"{'people':>6} {'hrpose ms':>10} {'official ms':>12} {'speed-up':>9}  same output")
-    ours_30 = None
+    repeat = int(os.environ.get("HRPOSE_BENCH_REPEAT", "5"))
+    print(f"decode of one {IMAGE[0]}x{IMAGE[1]} image at input 512 (flip, adjust, refine on), "
+          f"float32 outputs, {threads} torch thread(s), median (min-max) of {repeat} runs in ms "
+          "(official: half as many runs)")  # fmt: skip
+    head = f"{'people':>6} {'hrpose':>16} {'full maps':>16} {'official':>18} {'speed-up':>16}"
+    print(f"{head}  same")
     for n in (1, 5, 15, 30):
         xy, wh = random_people(n, IMAGE, seed=n)
         outs, flips = make_outputs(xy, np.arange(n) * 3.0, wh, seed=n)
-        ours = decode(outs, image_size=IMAGE, flip_outputs=flips)
-        t_ours = _median_time(
-            lambda o=outs, f=flips: decode(o, image_size=IMAGE, flip_outputs=f), 3
+        outs, flips = [t.float() for t in outs], [t.float() for t in flips]  # as a model gives
+        ours = decode([outs], TF, flip_outputs=[flips])
+        dev = decode([outs], TF, flip_outputs=[flips], tiled=False)
+        t_ours = _times(lambda o=outs, f=flips: decode([o], TF, flip_outputs=[f]), repeat)
+        t_dev = _times(
+            lambda o=outs, f=flips: decode([o], TF, flip_outputs=[f], tiled=False),
+            max(1, repeat // 2),
         )
-        ours_30 = t_ours
+        same = _same(ours, dev)
+        row = f"{n:>6} {_fmt(t_ours):>16} {_fmt(t_dev):>16}"
         if official is None:
-            print(f"{n:>6} {t_ours * 1000:>10.1f} {'n/a':>12} {'n/a':>9}  (set HRPOSE_OFFICIAL)")
+            print(f"{row} {'n/a':>18} {'n/a':>16}  {same} (set HRPOSE_OFFICIAL)")
             continue
         res, _ = official(outs, flips)
-        same = len(res) == len(ours) and (
-            not res
-            or np.abs(np.stack([r[:, :2] for r in res]) - ours.keypoints[..., :2]).max() < 1e-3
+        same = (
+            same
+            and len(res) == len(ours)
+            and (
+                not res
+                or np.abs(np.stack([r[:, :2] for r in res]) - ours.keypoints[..., :2]).max() < 1e-3
+            )
         )
-        t_off = _median_time(lambda o=outs, f=flips: official(o, f), 2)
-        print(
-            f"{n:>6} {t_ours * 1000:>10.1f} {t_off * 1000:>12.1f} {t_off / t_ours:>8.1f}x  {same}"
-        )
+        t_off = _times(lambda o=outs, f=flips: official(o, f), max(1, repeat // 2))
+        lo = min(t_off) / max(t_ours)
+        hi = max(t_off) / min(t_ours)
+        mid = statistics.median(t_off) / statistics.median(t_ours)
+        print(f"{row} {_fmt(t_off):>18} {mid:6.1f}x ({lo:.0f}-{hi:.0f}x)  {same}")
+    if "--forward" not in sys.argv:
+        return
     from hrpose.models import HigherHRNet
 
     model = HigherHRNet(32).eval()
     (w, h), _, _ = input_size_for(IMAGE)
     x = torch.randn(1, 3, h, w)
     with torch.no_grad():
-        t_fwd = _median_time(lambda: (model(x), model(torch.flip(x, [3]))), 2)
-    share = ours_30 / (ours_30 + t_fwd)
-    print(f"W32 forward with flip: {t_fwd * 1000:.0f} ms; decode share of end-to-end at 30 "
-          f"people: {share:.0%}")  # fmt: skip
+        t_fwd = statistics.median(_times(lambda: (model(x), model(torch.flip(x, [3]))), 2))
+    print(f"W32 forward with flip: {t_fwd * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

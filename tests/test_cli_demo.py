@@ -70,7 +70,7 @@ def test_demo_prediction_stages_use_the_config_and_weights(
     assert [Path(c[1]).name for c in predicts] == ["images", "examples", "street.mp4"]
     best = next(c for c in calls if c[0] == "eval")[3]
     assert best.endswith("best.pt")
-    config = ["--input-size", "192", "--no-flip", "--det-threshold", "0.3", "--tag-threshold",
+    config = ["--input-size", "192", "--no-flip", "--detection-threshold", "0.3", "--tag-threshold",
               "0.9", "--max-people", "30"]  # fmt: skip
     gt, examples, video = predicts
     assert gt[gt.index("--weights") + 1] == best and "--ground-truth" in gt

@@ -69,8 +69,8 @@ def test_drawn_people_are_the_annotated_ones(shared_data, coco_mini, tmp_path, c
 
 
 def test_threshold_options_and_prediction_transform() -> None:
-    args = _parser().parse_args(["x.jpg", "--threshold", "0.5", "--det-threshold", "0.2"])
-    assert args.joint_threshold == 0.5 and args.det_threshold == 0.2  # the old name still works
+    args = _parser().parse_args(["x.jpg", "--threshold", "0.5", "--detection-threshold", "0.2"])
+    assert args.joint_threshold == 0.5 and args.detection_threshold == 0.2  # --threshold: old name
     assert _parser().parse_args(["x.jpg"]).person_threshold == PERSON_THRESHOLD
     predictor = Predictor.from_weights("random", width=8, input_size=128)
     image = np.random.default_rng(0).integers(0, 255, (90, 160, 3), np.uint8)

@@ -197,7 +197,7 @@ def test_train_eval_predict_export_with_14_joints(crowdpose_mini, tmp_path, caps
     assert len(people) == 3 and people.keypoints.shape[1:] == (14, 3)
 
     yaml = tmp_path / "infer.yaml"
-    yaml.write_text("inference: {input_size: 64, det_threshold: 0.0, max_people: 3}\n")
+    yaml.write_text("inference: {input_size: 64, detection_threshold: 0.0, max_people: 3}\n")
     shown = tmp_path / "predict"
     cmd = ["predict", str(images), "--weights", str(best), "--config", str(yaml), "--output",
            str(shown), "--heatmaps"]  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hrpose.decode import decode, input_size_for
+from hrpose.decode import Transform, decode, input_size_for
 from synthetic import make_outputs, random_people
 
 GOLDEN = np.load(Path(__file__).with_name("data") / "decode_golden.npz")
@@ -31,11 +31,10 @@ def test_matches_official(i: int) -> None:
         )
         outs.append(o)
         flips.append(f)
-    multi = len(scales) > 1
     people = decode(
-        outs if multi else outs[0],
-        image_size=(iw, ih),
-        flip_outputs=(flips if multi else flips[0]) if case["flip"] else None,
+        outs,
+        [Transform.for_image((iw, ih), 512, s, min(scales)) for s in scales],
+        flip_outputs=flips if case["flip"] else None,
         scales=tuple(scales),
         refine=case["refine"],
     )

@@ -222,7 +222,7 @@ def test_download_resume_cache_and_offline(server, shared_data, tmp_path, monkey
     coco = shared_data / "coco-mini"
     ann, images, out = coco / "person_keypoints.json", coco / "images", tmp_path / "eval"
     args = ["--annotations", str(ann), "--images", str(images), "--output", str(out)]
-    args += ["--no-flip", "--det-threshold", "0.3", "--device", "cpu"]
+    args += ["--no-flip", "--detection-threshold", "0.3", "--device", "cpu"]
     assert main(["eval", "pose", "--weights", hub.DEFAULT_POSE, *args]) == 0
     record = json.loads((out / "protocol.json").read_text())
     assert record["weights_sha256"] == sha and record["input_size"] == 192

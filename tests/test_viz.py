@@ -92,7 +92,7 @@ def test_heatmap_peak_lands_on_the_decoded_joint() -> None:
     high[0, 0, 60, 340] = 1.0  # near the right edge, where stretching errs most
     low = torch.zeros(1, 34, h // 4, w // 4)
     params = DecodeParams(flip=False, refine=False, detection_threshold=0.05)
-    people = decode([low, high], image_size=(640, 480), input_size=512, params=params)
+    people = decode([[low, high]], [transform], params=params)
     assert len(people) == 1
     x, y = people.keypoints[0, 0, :2]
     affine = heatmap_affine(transform, (w // 2, h // 2))

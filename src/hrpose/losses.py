@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from hrpose.structures import PoseOutput
+
 
 def heatmap_loss(pred: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
     """Per-image masked MSE, mean over K*H*W: (B,)."""
@@ -84,17 +86,24 @@ class HigherHRNetLoss(nn.Module):
         k = self.num_joints
         total = torch.zeros((), device=outputs[0].device)
         parts: dict[str, Tensor] = {}
-        with torch.autocast(outputs[0].device.type, enabled=False):
+        if isinstance(outputs, PoseOutput):
+            heats: list[Tensor] = list(outputs.check().heatmaps_per_resolution)
+            tag_maps: list[Tensor | None] = [outputs.tags, None]
+        else:  # a plain list per resolution: heatmaps, then tags where present
             for i, out in enumerate(outputs):
-                out = out.float()
                 if out.shape[1] < k:
                     raise ValueError(f"output {i} has {out.shape[1]} channels, need >= {k}")
-                hm = heatmap_loss(out[:, :k], heatmaps[i].float(), masks[i].float()).mean()
+            heats = [out[:, :k] for out in outputs]
+            tag_maps = [out[:, k:] if out.shape[1] > k else None for out in outputs]
+        with torch.autocast(outputs[0].device.type, enabled=False):
+            for i, heat in enumerate(heats):
+                hm = heatmap_loss(heat.float(), heatmaps[i].float(), masks[i].float()).mean()
                 hm = hm * self.heatmap_weights[i]
                 parts[f"heatmaps_{i}"] = hm.detach()
                 total = total + hm
-                if i < len(self.with_ae) and self.with_ae[i]:
-                    push, pull = ae_loss(out[:, k:], joints[i], self.loss_type)
+                tags = tag_maps[i]
+                if i < len(self.with_ae) and self.with_ae[i] and tags is not None:
+                    push, pull = ae_loss(tags.float(), joints[i], self.loss_type)
                     push = push.mean() * self.push_weights[i]
                     pull = pull.mean() * self.pull_weights[i]
                     parts["push"] = push.detach()

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hrpose.decode import DecodeParams, Transform, decode, input_size_for, preprocess
+from hrpose.affine import Transform
+from hrpose.decode import DecodeParams, decode, preprocess
 from hrpose.hub import DEFAULT_POSE, REGISTRY, is_remote, resolve_weights
 from hrpose.models import HigherHRNet, describe_arch, extract_state_dict, load_weights
 from hrpose.models.weights import WeightsError, read_checkpoint
@@ -34,7 +35,7 @@ class Prediction:
 
     people: People
     outputs: list[torch.Tensor] = field(default_factory=list)  # scale 1, batch 1
-    transform: Transform | None = None  # scale-1 image -> input, as preprocess returns it
+    transform: Transform | None = None  # scale 1: image -> network input
 
 
 def spec_from_checkpoint(obj: dict) -> KeypointSpec | None:
@@ -190,20 +191,14 @@ class Predictor:
                 f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}"
             )
         outs, flips, first = self.forward(image)
-        multi = len(self.params.scales) > 1
-        people = decode(
-            outs if multi else outs[0],
-            image_size=(image.shape[1], image.shape[0]),
-            input_size=self.input_size,
-            flip_outputs=None if flips is None else (flips if multi else flips[0]),
-            spec=self.spec,
-            params=self.params,
-        )
-        # the scale-1 Transform preprocess built in forward (same value, without a second warp)
-        size, center, scale = input_size_for(
-            (image.shape[1], image.shape[0]), self.input_size, 1.0, min(self.params.scales)
-        )
-        return Prediction(people, first, Transform(center, scale, size))
+        min_scale = min(self.params.scales)
+        size = (image.shape[1], image.shape[0])
+        # the geometry preprocess used, one Transform per scale (cheap: no warp)
+        transforms = [
+            Transform.for_image(size, self.input_size, s, min_scale) for s in self.params.scales
+        ]
+        people = decode(outs, transforms, flip_outputs=flips, spec=self.spec, params=self.params)
+        return Prediction(people, first, transforms[self.params.scales.index(1.0)])
 
     def __call__(self, image: np.ndarray) -> People:
         return self.predict(image).people

@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
         return 2
     inf = cfg.inference
     inference = ["--input-size", str(inf.input_size)] + ([] if inf.flip else ["--no-flip"])
-    thresholds = ["--det-threshold", str(inf.det_threshold), "--tag-threshold",
+    thresholds = ["--detection-threshold", str(inf.detection_threshold), "--tag-threshold",
                   str(inf.tag_threshold), "--max-people", str(inf.max_people)]  # fmt: skip
     t0 = time.perf_counter()
     out = Path(args.output)

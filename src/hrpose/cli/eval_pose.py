@@ -11,6 +11,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hrpose.data.coco import DatasetError, coco_paths
+from hrpose.structures import DecodeParams
+
+
+class _Renamed(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        parser.error(f"{option_string} was renamed --detection-threshold (the decoder's name)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,13 +33,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data.split", dest="split", default="val2017", help="split name")
     p.add_argument("--output", help="output folder (default outputs/eval/<weights>-<split>)")
     p.add_argument("--input-size", type=int, default=None, help="default 512 (640 for W48)")
+    d = DecodeParams()  # the flags' defaults and names follow the one decode settings record
     p.add_argument("--no-flip", action="store_true", help="disable the flip test")
-    p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="multi-scale test")
+    p.add_argument("--scales", type=float, nargs="+", default=list(d.scales), help="multi-scale")
     p.add_argument("--no-adjust", action="store_true")
     p.add_argument("--no-refine", action="store_true")
-    p.add_argument("--det-threshold", type=float, default=0.1)
-    p.add_argument("--tag-threshold", type=float, default=1.0)
-    p.add_argument("--max-people", type=int, default=30)
+    p.add_argument("--detection-threshold", type=float, default=d.detection_threshold)
+    p.add_argument("--det-threshold", action=_Renamed, help=argparse.SUPPRESS)
+    p.add_argument("--tag-threshold", type=float, default=d.tag_threshold)
+    p.add_argument("--max-people", type=int, default=d.max_people)
+    p.add_argument("--nms-kernel", type=int, default=d.nms_kernel)
     p.add_argument("--limit", type=int, default=None, help="only the first N images (smoke runs)")
     p.add_argument("--backend", default="pycocotools", choices=["pycocotools", "faster-coco-eval"])
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
@@ -80,7 +89,6 @@ def main(argv: list[str]) -> int:
 
 
 def _evaluate_weights(args: argparse.Namespace, ann: Path, images: Path) -> int:
-    from hrpose.decode import DecodeParams
     from hrpose.evaluation.coco_eval import evaluate_keypoints, evaluator_name
     from hrpose.evaluation.pose import image_list, predict_images, write_results
     from hrpose.evaluation.protocol import ProtocolRecord, sha256_file
@@ -89,9 +97,10 @@ def _evaluate_weights(args: argparse.Namespace, ann: Path, images: Path) -> int:
     from hrpose.predict import Predictor
 
     params = DecodeParams(
-        detection_threshold=args.det_threshold,
+        detection_threshold=args.detection_threshold,
         tag_threshold=args.tag_threshold,
         max_people=args.max_people,
+        nms_kernel=args.nms_kernel,
         adjust=not args.no_adjust,
         refine=not args.no_refine,
         flip=not args.no_flip,
@@ -126,18 +135,11 @@ def _evaluate_weights(args: argparse.Namespace, ann: Path, images: Path) -> int:
         results, ann, backend=args.backend, image_ids=[i for i, _ in todo], print_summary=True
     )
     weights = None if args.weights == "random" else str(resolve_weights(args.weights, quiet=True))
-    record = ProtocolRecord(
+    record = ProtocolRecord.from_params(
+        params,
         annotation_file=str(ann),
         num_images=len(todo),
         input_size=predictor.input_size,
-        flip=params.flip,
-        scales=list(params.scales),
-        adjust=params.adjust,
-        refine=params.refine,
-        detection_threshold=params.detection_threshold,
-        tag_threshold=params.tag_threshold,
-        max_people=params.max_people,
-        nms_kernel=params.nms_kernel,
         weights=weights,
         weights_sha256=sha256_file(weights) if weights else None,
         evaluator=evaluator_name(ann, args.backend),

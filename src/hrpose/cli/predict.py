@@ -38,11 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-flip", action="store_true", help="skip the flip test (about 2x faster)")
     p.add_argument("--scales", type=float, nargs="+", default=None)
     p.add_argument(
-        "--det-threshold",
+        "--detection-threshold",
         type=float,
         default=None,
         help="decoder: keep joint candidates above this heatmap value (default: "
-        "--config's inference.det_threshold, else the official 0.1)",
+        "--config's inference.detection_threshold, else the official 0.1)",
     )
     p.add_argument(
         "--tag-threshold",
@@ -116,7 +116,7 @@ def _decode_changes(args: argparse.Namespace) -> dict:
     given = {
         "flip": False if args.no_flip else None,
         "scales": tuple(args.scales) if args.scales else None,
-        "detection_threshold": args.det_threshold,
+        "detection_threshold": args.detection_threshold,
         "tag_threshold": args.tag_threshold,
         "max_people": args.max_people,
     }

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hrpose.structures import DecodeParams
+
 _ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 _AMP = ("off", "auto", "bf16", "fp16")
 _OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -283,32 +285,40 @@ class SchedulerConfig:
 
 @dataclass
 class InferenceConfig:
-    """Decoding for validation and prediction (official test settings)."""
+    """Decoding for validation and prediction (official test settings). The decode fields carry
+    :class:`hrpose.structures.DecodeParams`' names, defaults and checks (one set of settings)."""
 
     ckpt_path: str | None = None
     """Checkpoint for eval/predict; None = the run's best.pt."""
     input_size: int = 512
     """Short-side input size for inference."""
-    flip: bool = True
+    flip: bool = DecodeParams.flip
     """Average with the horizontally flipped image."""
-    det_threshold: float = 0.1
-    """Keep joint candidates above this heatmap value."""
-    tag_threshold: float = 1.0
+    detection_threshold: float = DecodeParams.detection_threshold
+    """Keep joint candidates above this heatmap value (was det_threshold)."""
+    tag_threshold: float = DecodeParams.tag_threshold
     """Largest tag distance for joining a candidate to a person."""
-    max_people: int = 30
+    max_people: int = DecodeParams.max_people
     """Top-k candidates per joint."""
-    nms_kernel: int = 5
+    nms_kernel: int = DecodeParams.nms_kernel
     """Max-pool kernel for peak NMS."""
-    adjust: bool = True
+    adjust: bool = DecodeParams.adjust
     """Quarter-pixel peak adjustment."""
-    refine: bool = True
+    refine: bool = DecodeParams.refine
     """Fill missing joints from each person's mean tag."""
     scales: list[float] = field(default_factory=lambda: [1.0])
     """Test scales (multi-scale test: e.g. [2.0, 1.0, 0.5]; the official default is [1])."""
 
     def __post_init__(self) -> None:
         _check(self.input_size % 32 == 0, "inference.input_size must be a multiple of 32")
-        _check(self.nms_kernel % 2 == 1, "inference.nms_kernel must be odd")
+        try:
+            self.decode_params()
+        except ValueError as e:
+            raise ValueError(f"inference: {e}") from e
+
+    def decode_params(self) -> DecodeParams:
+        """The decoder settings these fields hold."""
+        return DecodeParams.from_object(self)
 
 
 @dataclass

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from hrpose.affine import affine_matrix, transform_points
+
 
 @dataclass(frozen=True)
 class AugmentParams:
@@ -63,34 +65,7 @@ def draw_params(
     return Draw((cx, cy), scale, rotation, bool(rng.random() < params.flip))
 
 
-def affine_matrix(
-    center: Sequence[float], scale: float, res: int, rotation: float = 0.0
-) -> np.ndarray:
-    """(2, 3) matrix mapping image pixels to a ``res x res`` crop (official _get_affine_matrix)."""
-    h = 200 * scale
-    t = np.array(
-        [
-            [res / h, 0, res * (-float(center[0]) / h + 0.5)],
-            [0, res / h, res * (-float(center[1]) / h + 0.5)],
-            [0, 0, 1],
-        ]
-    )
-    if rotation != 0:
-        rad = -rotation * np.pi / 180
-        sn, cs = np.sin(rad), np.cos(rad)
-        rot = np.array([[cs, -sn, 0], [sn, cs, 0], [0, 0, 1]])
-        shift = np.array([[1, 0, -res / 2], [0, 1, -res / 2], [0, 0, 1]])
-        unshift = np.array([[1, 0, res / 2], [0, 1, res / 2], [0, 0, 1]])
-        t = unshift @ rot @ shift @ t
-    return t[:2]
-
-
-def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Apply a (2, 3) affine to the x, y of (..., >=2) points; other columns are kept."""
-    out = np.array(points, dtype=np.float64, copy=True)
-    xy = out[..., :2]
-    out[..., :2] = xy @ matrix[:, :2].T + matrix[:, 2]
-    return out
+__all__ = ["affine_matrix", "transform_points"]  # re-exported: the geometry is hrpose.affine's
 
 
 def flip_joints(joints: np.ndarray, flip_index: Sequence[int], res: int) -> np.ndarray:

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import torch
 
+from hrpose.affine import Transform, affine_transform, transform_points
 from hrpose.data.augment import (
     AugmentParams,
     Draw,
@@ -16,12 +17,10 @@ from hrpose.data.augment import (
     draw_params,
     flip_joints,
     mask_bytes,
-    transform_points,
     warped_mask,
 )
 from hrpose.data.coco import PoseSample
 from hrpose.data.targets import heatmaps, joint_indices
-from hrpose.decode.preprocess import affine_transform, input_size_for
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -127,8 +126,9 @@ class PoseTrainTransform:
         image; ``pad_collate`` batches them. For tiny overfit runs evaluated at that geometry.
         """
         h, w = sample.image.shape[:2]
-        (iw, ih), center, scale = input_size_for((w, h), self.input_size)
-        image = cv2.warpAffine(sample.image, affine_transform(center, scale, (iw, ih)), (iw, ih))
+        tf = Transform.for_image((w, h), self.input_size)
+        (iw, ih), center, scale = tf.size, tf.center, tf.scale
+        image = cv2.warpAffine(sample.image, tf.matrix, tf.size)
         mask_u8 = mask_bytes(sample.mask)
         flip = bool(rng.random() < self.mirror)
         masks, joints, sizes = [], [], []

@@ -5,8 +5,10 @@ flip, scales), peaks (NMS, top-k), group (tag matching with classic Munkres), re
 offsets, missing joints), pipeline (``decode``).
 """
 
-from hrpose.decode.pipeline import DecodeParams, decode, decode_maps
-from hrpose.decode.preprocess import Transform, affine_transform, input_size_for, preprocess
+from hrpose.affine import Transform, affine_transform, input_size_for
+from hrpose.decode.pipeline import decode, decode_maps
+from hrpose.decode.preprocess import preprocess
+from hrpose.structures import DecodeParams
 
 __all__ = [
     "DecodeParams",

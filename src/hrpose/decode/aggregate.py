@@ -1,93 +1,319 @@
-"""Network outputs -> heatmaps and tags at the input resolution (official valid.py path).
+"""Network outputs -> heatmaps at the input resolution and point-sampled tags (official valid.py).
 
-Per scale: the 1/4 maps are upsampled to 1/2 and averaged with the 1/2 heatmaps; tags come from
-the 1/4 output; the flipped image's maps are flipped back and left/right-permuted; everything is
-projected (bilinear, align_corners=False) to the input size at scale 1. Heatmaps are averaged over
-flip and scales; tags of scale 1 are stacked (original, flipped) along a last axis.
+Per scale: the 1/4 heatmaps are upsampled to 1/2 and averaged with the 1/2 heatmaps; the
+flipped image's maps are flipped back and left/right-permuted; heatmaps are projected (bilinear,
+align_corners=False) to the input size at scale 1 and averaged over flip and scales. Tags (1/4
+output, scale 1) are the official 1/4 -> 1/2 -> input-size bilinear resizes, but evaluated only
+at the pixels the decoder reads (:class:`TagSource`), never as full-resolution planes.
+
+Deliberate difference: the official code projects the original and flipped heatmaps separately
+and then averages them; we average at 1/2 resolution and project once (bilinear resizing is
+linear, so the maps agree to float32 rounding; the stored official cases still match exactly).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property, lru_cache, partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from hrpose.structures import PoseOutput
+
+TILE = 32  # output pixels per side of the tiles the heatmaps are projected in
+Pixels = Callable[[Tensor, Tensor], Tensor]  # (ys, xs) int64 -> source values there
+
+
+def point_exact(maps: Tensor) -> bool:
+    """Whether :func:`bilinear_at` reproduces torch's CPU kernel on these (C, h, w) maps: float32,
+    sides of at least 32 (smaller maps take another kernel path; they are cheap to project
+    fully anyway)."""
+    return maps.dtype == torch.float32 and min(int(maps.shape[-2]), int(maps.shape[-1])) >= 32
 
 
 def _resize(x: Tensor, size_hw: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size_hw, mode="bilinear", align_corners=False)
 
 
-def stage_maps(
-    outputs: Sequence[Tensor], num_joints: int, flip_index: Sequence[int] | None = None
-) -> tuple[Tensor, Tensor]:
-    """Heatmaps (averaged over resolutions) and tags of one forward pass, at the last resolution.
+def _fma(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """float32 ``a * b + c`` rounded once (a float64 product of float32 values is exact)."""
+    return (a.double() * b.double() + c.double()).float()
 
-    ``outputs``: the model's outputs, lowest resolution first; the first has 2K channels
-    (heatmaps then tags), later ones K heatmaps. ``flip_index``: the outputs belong to the
-    mirrored image; flip them back and permute joints.
+
+@lru_cache(maxsize=64)
+def _index_table(in_size: int, out_size: int, device: torch.device) -> Tensor:
+    """(3, out_size) lower index, upper index and upper weight (as float64-exact float32) of
+    every output pixel, computed as torch's CPU ``upsample_bilinear2d`` (align_corners=False):
+    float32 scale, fused multiply-add."""
+    dst = torch.arange(out_size, device=device)
+    scale = torch.tensor(in_size / out_size, dtype=torch.float32, device=device)
+    src = _fma(scale.expand(dst.shape), dst.float() + 0.5, torch.full_like(scale, -0.5))
+    src = src.clamp_min(0)
+    i0 = src.long().clamp_max(in_size - 1)
+    lam = (src - i0.float()).clamp(0, 1)
+    return torch.stack((i0.double(), (i0 + 1).clamp_max(in_size - 1).double(), lam.double()))
+
+
+def _source_index(dst: Tensor, in_size: int, out_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Lower/upper source index and upper weight of output pixels ``dst`` (int64)."""
+    table = _index_table(in_size, out_size, dst.device)[:, dst]
+    return table[0].long(), table[1].long(), table[2].float()
+
+
+def _gather(maps: Tensor, joints: Tensor) -> Pixels:
+    """``(y, x) -> maps[joints, y, x]`` through one flat index (faster than three)."""
+    _, h, w = maps.shape
+    flat = maps.reshape(-1)
+    base = joints * h
+
+    def pixels(y: Tensor, x: Tensor) -> Tensor:
+        return flat[(base + y) * w + x]
+
+    return pixels
+
+
+def _mirrored(value: Pixels, width: int, y: Tensor, x: Tensor) -> Tensor:
+    return value(y, width - 1 - x)
+
+
+def bilinear_at(
+    value: Pixels, ys: Tensor, xs: Tensor, in_hw: tuple[int, int], out_hw: tuple[int, int]
+) -> Tensor:
+    """``F.interpolate(src, out_hw, 'bilinear', align_corners=False)[..., ys, xs]`` bit for bit
+    without the resize: ``value(y, x)`` returns source pixels (any leading shape over ys/xs).
+
+    The arithmetic is torch's CPU kernel's: ``h0 * (w0*a + w1*b) + h1 * (w0*c + w1*d)`` with both
+    inner sums and the outer sum fused (checked against F.interpolate by the tests for float32
+    maps with sides >= 32; the kernel differs for tiny maps and for exactly 3 channels per
+    call, which the decoder's calls never have for 17 joints).
     """
-    k = num_joints
-    if outputs[0].shape[1] < 2 * k:
-        raise ValueError(
-            f"the first output has {outputs[0].shape[1]} channels; a {k}-joint model gives {2 * k} "
-            "(heatmaps then tags). Does the keypoint spec match the weights?"
+    y0, y1, h1 = _source_index(ys, in_hw[0], out_hw[0])
+    x0, x1, w1 = _source_index(xs, in_hw[1], out_hw[1])
+    h0, w0 = 1 - h1, 1 - w1
+    a, b, c, d = value(y0, x0), value(y0, x1), value(y1, x0), value(y1, x1)
+    top = _fma(w0, a, w1 * b)
+    bottom = _fma(w0, c, w1 * d)
+    return _fma(h0, top, h1 * bottom)
+
+
+@dataclass(frozen=True)
+class TagSource:
+    """The scale-1 tags as the official decoder sees them, evaluated only where needed.
+
+    ``maps``: per pass (original, flipped) the (K, h, w) tag channels of the first output, joint
+    order already permuted for the flipped pass; ``mirrored``: which passes are spatially
+    mirrored; ``mid_hw``: the size they are first resized to (the last output's), or None;
+    ``out_hw``: the final map size.
+    """
+
+    maps: tuple[Tensor, ...]
+    mirrored: tuple[bool, ...]
+    mid_hw: tuple[int, int] | None
+    out_hw: tuple[int, int]
+
+    @property
+    def dim(self) -> int:
+        """T: tag values per joint (2 with the flip test)."""
+        return len(self.maps)
+
+    @property
+    def device(self) -> torch.device:
+        return self.maps[0].device
+
+    def at(self, joints: Tensor, ys: Tensor, xs: Tensor) -> Tensor:
+        """(n, T) float32 tag values of joint ``joints[i]`` at output pixel (ys[i], xs[i])."""
+        if not point_exact(self.maps[0]):
+            # The point formula reproduces the float32 kernel only; other dtypes (float64 test
+            # data) and tiny maps take the full resize, then float32 as the decoder always did.
+            return self._full[joints, :, ys, xs]
+        out = []
+        for m, mirror in zip(self.maps, self.mirrored, strict=True):
+            first_hw = (int(m.shape[1]), int(m.shape[2]))
+
+            first = _gather(m, joints)
+
+            if self.mid_hw is not None:
+                first = partial(bilinear_at, first, in_hw=first_hw, out_hw=self.mid_hw)
+                first_hw = self.mid_hw
+            if mirror:  # the flip comes after the first resize, as in the official code
+                first = partial(_mirrored, first, first_hw[1])
+            out.append(bilinear_at(first, ys, xs, first_hw, self.out_hw))
+        return torch.stack(out, dim=-1)
+
+    @cached_property
+    def _full(self) -> Tensor:
+        return torch.stack([self.planes(j) for j in range(self.maps[0].shape[0])]).float()
+
+    def planes(self, joint: int) -> Tensor:
+        """(T, H, W) full-resolution tag planes of one joint (the official resize chain), in the
+        maps' dtype."""
+        out = []
+        for m, mirror in zip(self.maps, self.mirrored, strict=True):
+            x = m[joint][None, None]
+            if self.mid_hw is not None:
+                x = _resize(x, self.mid_hw)
+            if mirror:
+                x = torch.flip(x, [3])
+            out.append(_resize(x, self.out_hw)[0, 0])
+        return torch.stack(out)
+
+
+def stage_heatmaps(output: PoseOutput) -> Tensor:
+    """(1, K, h, w) heatmaps of one pass averaged over its two resolutions, at the higher one
+    (the official ``get_multi_stage_outputs``, before flipping back)."""
+    high = output.high_heatmaps
+    # channels are resized independently: only the K heatmaps of the low output are needed
+    low = _resize(output.heatmaps, (int(high.shape[-2]), int(high.shape[-1])))
+    return (low + high) / 2
+
+
+@dataclass(frozen=True)
+class HeatSource:
+    """The final heatmaps, kept at the networks' resolution and projected only where read.
+
+    ``maps``: per scale (official order) the (K, h, w) heatmaps averaged over resolutions and
+    flip; the final map at ``out_hw`` is the mean over scales of their bilinear projections.
+    :meth:`at` evaluates it at pixels, :meth:`plane` projects one joint, :meth:`full` all.
+    """
+
+    maps: tuple[Tensor, ...]
+    out_hw: tuple[int, int]
+
+    @property
+    def num_joints(self) -> int:
+        return int(self.maps[0].shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.maps[0].device
+
+    @property
+    def exact_points(self) -> bool:
+        """Whether :meth:`at` is bit-exact without projecting (float32: the kernel we mirror)."""
+        return all(point_exact(m) for m in self.maps)
+
+    @cached_property
+    def _full(self) -> Tensor:
+        return self.full()
+
+    def full(self) -> Tensor:
+        """(K, H, W) float32 final heatmaps (the official projection of every joint)."""
+        final = None
+        for m in self.maps:
+            up = _resize(m[None], self.out_hw)[0]
+            final = up if final is None else final + up
+        assert final is not None
+        return (final / float(len(self.maps)) if len(self.maps) > 1 else final).float()
+
+    def plane(self, joint: int) -> Tensor:
+        """(H, W) float32 final heatmap of one joint, equal to ``full()[joint]``."""
+        if not self.exact_points:
+            return self._full[joint]
+        final = None
+        for m in self.maps:
+            up = _resize(m[joint][None, None], self.out_hw)[0, 0]
+            final = up if final is None else final + up
+        assert final is not None
+        return final / float(len(self.maps)) if len(self.maps) > 1 else final
+
+    def at(self, joints: Tensor, ys: Tensor, xs: Tensor) -> Tensor:
+        """Float32 final heatmap values of joint ``joints`` at (ys, xs) (broadcast together)."""
+        if not self.exact_points:
+            return self._full[joints, ys, xs]
+        final = None
+        for m in self.maps:
+            v = bilinear_at(
+                _gather(m, joints), ys, xs, (int(m.shape[1]), int(m.shape[2])), self.out_hw
+            )
+            final = v if final is None else final + v
+        assert final is not None
+        return final / float(len(self.maps)) if len(self.maps) > 1 else final
+
+    @cached_property
+    def _tile_max(self) -> Tensor:
+        """(K, rows, cols) per ``TILE``-pixel output tile the largest source value it reads (over
+        scales): a bilinear value is at most its largest source, a mean at most its largest."""
+        h, w = self.out_hw
+        rows = torch.arange(0, h, TILE, device=self.device)
+        cols = torch.arange(0, w, TILE, device=self.device)
+        best = None
+        for m in self.maps:
+            mh, mw = int(m.shape[1]), int(m.shape[2])
+            y0 = _source_index(rows, mh, h)[0].tolist()
+            y1 = _source_index((rows + TILE - 1).clamp_max(h - 1), mh, h)[1].tolist()
+            x0 = _source_index(cols, mw, w)[0].tolist()
+            x1 = _source_index((cols + TILE - 1).clamp_max(w - 1), mw, w)[1].tolist()
+            # loops over tile rows and columns (tens), not pixels
+            band = torch.stack([m[:, a : b + 1].amax(1) for a, b in zip(y0, y1, strict=True)], 1)
+            tmax = torch.stack(
+                [band[:, :, a : b + 1].amax(2) for a, b in zip(x0, x1, strict=True)], 2
+            )
+            best = tmax if best is None else torch.maximum(best, tmax)
+        assert best is not None
+        return best
+
+    @property
+    def tile_count(self) -> int:
+        """Tiles per joint map."""
+        return int(self._tile_max.shape[1] * self._tile_max.shape[2])
+
+    def tiles(self, thresholds: Tensor) -> Tensor:
+        """(n, 3) joint, tile row, tile column of the ``TILE``-pixel output tiles where a value
+        of joint j can exceed ``thresholds[j]``; joints with an infinite threshold are skipped."""
+        joints = torch.nonzero(torch.isfinite(thresholds))[:, 0]
+        # rounding can lift a convex combination an ulp above its sources: keep a margin
+        limit = (thresholds - 1e-6 * thresholds.abs() - 1e-30)[joints, None, None]
+        found = torch.nonzero(self._tile_max[joints] > limit)
+        found[:, 0] = joints[found[:, 0]]
+        return found
+
+    def tile_values(self, tiles: Tensor, halo: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Rows (n, S), columns (n, S) and values (n, S, S) of ``tiles`` grown by ``halo``
+        pixels (S = TILE + 2 halo); pixels outside the map are -inf."""
+        h, w = self.out_hw
+        tile = TILE
+        offs = torch.arange(-halo, tile + halo, device=self.device)
+        ys = tiles[:, 1, None] * tile + offs
+        xs = tiles[:, 2, None] * tile + offs
+        inside = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]
+        vals = self.at(
+            tiles[:, 0, None, None], ys.clamp(0, h - 1)[:, :, None], xs.clamp(0, w - 1)[:, None, :]
         )
-    last_hw = tuple(outputs[-1].shape[-2:])
-    heat_sum: Tensor | int = 0
-    tags = None
-    for i, out in enumerate(outputs):
-        if len(outputs) > 1 and i != len(outputs) - 1:
-            out = _resize(out, last_hw)
-        if flip_index is not None:
-            out = torch.flip(out, [3])
-        heat = out[:, :k]
-        if flip_index is not None:
-            heat = heat[:, list(flip_index)]
-        heat_sum = heat_sum + heat
-        if i == 0:
-            tags = out[:, k:]
-            if flip_index is not None:
-                tags = tags[:, list(flip_index)]
-    assert tags is not None
-    return heat_sum / len(outputs), tags
+        return ys, xs, vals.masked_fill(~inside, -torch.inf)
 
 
 def aggregate(
-    per_scale: Sequence[tuple[float, Sequence[Tensor], Sequence[Tensor] | None]],
-    num_joints: int,
-    base_size: tuple[int, int],
+    per_scale: Sequence[tuple[float, PoseOutput, PoseOutput | None]],
     flip_index: Sequence[int],
-) -> tuple[Tensor, Tensor]:
-    """Final heatmaps (1, K, H, W) and tags (1, K, H, W, T) at ``base_size`` (w, h).
+    base_size: tuple[int, int],
+) -> tuple[HeatSource, TagSource]:
+    """Final heatmaps at ``base_size`` (w, h) and the scale-1 tags, both evaluated lazily.
 
-    ``per_scale``: (scale, outputs, flipped outputs or None), in the official order (scales
+    ``per_scale``: (scale, output, flipped output or None), in the official order (scales
     sorted from largest to smallest). Only scale 1 contributes tags, as the official code.
     """
     hw = (base_size[1], base_size[0])
-    final: Tensor | None = None
-    tag_list: list[Tensor] = []
+    flip = list(flip_index)
+    heats: list[Tensor] = []
+    source: TagSource | None = None
     single = len(per_scale) == 1
-    for scale, outputs, flipped in per_scale:
-        heat, tags = stage_maps(outputs, num_joints)
-        heats, tagss = [heat], [tags]
+    for scale, output, flipped in per_scale:
+        heat = stage_heatmaps(output)
         if flipped is not None:
-            fheat, ftags = stage_maps(flipped, num_joints, flip_index)
-            heats.append(fheat)
-            tagss.append(ftags)
-        heats = [_resize(h, hw) for h in heats]
+            fheat = torch.flip(stage_heatmaps(flipped), [3])[:, flip]
+            heat = (heat + fheat) / 2.0  # folded: one projection instead of two (see above)
+        heats.append(heat[0])
         if scale == 1 or single:
-            # One resize of the (K, T)-interleaved channels yields the planes (1, K, T, H, W)
-            # directly; bilinear resizing treats channels independently, so values are unchanged.
-            low = torch.stack(tagss, dim=2)
-            k, t = low.shape[1], low.shape[2]
-            tag_list.append(_resize(low.flatten(1, 2), hw).unflatten(1, (k, t)))
-        avg = (heats[0] + heats[1]) / 2.0 if flipped is not None else heats[0]
-        final = avg if final is None else final + avg
-    if not tag_list:
+            mid = (int(output.high.shape[-2]), int(output.high.shape[-1]))
+            maps = [output.tags[0]]
+            mirrored = [False]
+            if flipped is not None:
+                maps.append(flipped.tags[0][flip])
+                mirrored.append(True)
+            source = TagSource(tuple(maps), tuple(mirrored), mid, hw)
+    if source is None:
         raise ValueError("multi-scale test needs scale 1.0 among the scales (its tags are used)")
-    assert final is not None
-    # Planes (1, K, T, H, W) returned as a (1, K, H, W, T) view: the decoder reads the planes
-    # without another copy.
-    return final / float(len(per_scale)), tag_list[0].permute(0, 1, 3, 4, 2)
+    return HeatSource(tuple(heats), hw), source

@@ -24,17 +24,8 @@ from hrpose.predict import Predictor, spec_to_dict
 
 
 def decode_params(cfg: Any) -> DecodeParams:
-    """DecodeParams from an ``inference`` config section."""
-    return DecodeParams(
-        detection_threshold=cfg.det_threshold,
-        tag_threshold=cfg.tag_threshold,
-        max_people=cfg.max_people,
-        nms_kernel=cfg.nms_kernel,
-        adjust=cfg.adjust,
-        refine=cfg.refine,
-        flip=cfg.flip,
-        scales=tuple(cfg.scales),
-    )
+    """DecodeParams from an ``inference`` config section (fields of the same names)."""
+    return DecodeParams.from_object(cfg)
 
 
 def build_pose_task(cfg: PoseTrainConfig, device: torch.device, info: Any) -> TaskParts:
