@@ -13,8 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+from hrpose.normalization import normalize_image
 
 
 @dataclass(frozen=True)
@@ -92,5 +91,4 @@ def preprocess(
     h, w = image.shape[:2]
     size, center, sc = input_size_for((w, h), input_size, scale, min_scale)
     warped = cv2.warpAffine(image, affine_transform(center, sc, size), size)
-    x = (warped.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(x.transpose(2, 0, 1).copy()), Transform(center, sc, size)
+    return normalize_image(warped), Transform(center, sc, size)
