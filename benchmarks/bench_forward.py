@@ -29,10 +29,17 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: process CPU time, for a loaded shared host (run with OMP_NUM_THREADS=1)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     h, w = (int(v) for v in args.size.split("x"))
+    now = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.manual_seed(0)
     model = HigherHRNet(args.width).eval().to(device)
     x = torch.randn(args.batch, 3, h, w, device=device)
@@ -60,7 +67,8 @@ def main() -> None:
         compiled = torch.compile(fused_cl)
         variants["fused+cl+compile"] = lambda: compiled(x_cl)
 
-    print(f"HigherHRNet-W{args.width}, batch {args.batch}x3x{h}x{w}, {device}")
+    print(f"HigherHRNet-W{args.width}, batch {args.batch}x3x{h}x{w}, {device}, {args.clock} clock, "
+          f"{torch.get_num_threads()} thread(s)")  # fmt: skip
     times: dict[str, list[float]] = {name: [] for name in variants}
     with torch.inference_mode():
         for fn in variants.values():  # warm-up (and compilation)
@@ -68,10 +76,10 @@ def main() -> None:
             sync()
         for _ in range(args.iters):  # interleaved: load changes hit every variant alike
             for name, fn in variants.items():
-                t0 = time.perf_counter()
+                t0 = now()
                 fn()
                 sync()
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(now() - t0)
     base = times["fp32 (official)"]
     for name, ts in times.items():
         r = [b / t for b, t in zip(base, ts, strict=True)]

@@ -89,10 +89,10 @@ def test_precision_options(monkeypatch) -> None:
     model = _model()
     with pytest.raises(ValueError, match="precision must be one of"):
         Predictor(model, precision="int8")
-    with pytest.raises(ValueError, match="needs a CUDA device"):
+    with pytest.warns(UserWarning, match="fp16 on this CPU is emulated"):
         Predictor(model, precision="fp16")
     monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: False)
-    with pytest.warns(UserWarning, match="emulated"):
+    with pytest.warns(UserWarning, match="bf16 on this CPU is emulated"):
         bf16 = Predictor(model, input_size=64, params=DecodeParams(flip=False), precision="bf16")
     ref = Predictor(model, input_size=64, params=DecodeParams(flip=False))
     got, want = bf16.forward(_image())[2], ref.forward(_image())[2]
@@ -105,9 +105,7 @@ def test_precision_options(monkeypatch) -> None:
 def test_fast_options_follow_the_hardware(monkeypatch) -> None:
     assert fast_options("cuda") == {"precision": "fp16"}
     monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: True)
-    assert fast_options("cpu") == {"precision": "bf16"}
-    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: False)
-    assert fast_options("cpu") == {"precision": "fp32", "compile": True}
+    assert fast_options("cpu") == {"compile": True}  # bf16 moved keypoints by pixels
     compiled = Predictor(_model(), compile=True)  # wrapping only: compiling runs on first call
     assert compiled.network._orig_mod is not compiled.model
     assert isinstance(compiled.network._orig_mod.conv1, nn.Conv2d)
@@ -134,9 +132,9 @@ def test_cli_speed_options_reach_the_predictor(shared_data, monkeypatch) -> None
     src = str(shared_data / "examples")
     plain = _predictor(_parser().parse_args([src, "--weights", weights, "--device", "cpu"]))
     assert plain.precision == "fp32" and plain.network._get_name() == "HigherHRNet"
-    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: True)
     fast = _predictor(_parser().parse_args([src, "--weights", weights, "--fast"]))
-    assert fast.precision == "bf16"
+    assert fast.precision == "fp32" and hasattr(fast.network, "_orig_mod")
+    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: True)
     both = ["--weights", weights, "--device", "cpu", "--precision", "bf16", "--compile"]
     chosen = _predictor(_parser().parse_args([src, *both]))
     assert chosen.precision == "bf16" and hasattr(chosen.network, "_orig_mod")

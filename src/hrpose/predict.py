@@ -42,14 +42,12 @@ def cpu_has_native_bf16() -> bool:
 def fast_options(device: str | torch.device = "cpu") -> dict[str, Any]:
     """Predictor keywords of the opt-in fast path (``hrpose predict --fast``) for a device.
 
-    CUDA: fp16 autocast. CPU: bf16 autocast where native (AMX/AVX512-BF16), else fp32 with
-    ``torch.compile``. Keypoints stay within a pixel of fp32 (measured in benchmarks/README.md).
+    CUDA: fp16 autocast. CPU: ``torch.compile`` in fp32 (bf16 is not chosen even where native:
+    on the w8-coco-mini weights it moved keypoints by several pixels; see benchmarks/README.md).
     """
     if torch.device(device).type == "cuda":
         return {"precision": "fp16"}
-    if cpu_has_native_bf16():
-        return {"precision": "bf16"}
-    return {"precision": "fp32", "compile": True}
+    return {"compile": True}
 
 
 @dataclass
@@ -119,12 +117,13 @@ class Predictor:
         self.description = description
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-        if precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("precision='fp16' needs a CUDA device; on a CPU use 'bf16' or 'fp32'")
-        if precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+        if self.device.type == "cpu" and (
+            precision == "fp16" or (precision == "bf16" and not cpu_has_native_bf16())
+        ):
             warnings.warn(
-                "bf16 on this CPU (no AMX or AVX512-BF16) is emulated and several times slower "
-                "than fp32; use precision='fp32' (or --fast, which picks what this CPU supports)",
+                f"{precision} on this CPU is emulated (bf16 is native only with AMX or "
+                "AVX512-BF16, fp16 is meant for CUDA) and several times slower than fp32; use "
+                "precision='fp32' (or --fast, which picks what this device supports)",
                 stacklevel=2,
             )
         self.precision = precision
