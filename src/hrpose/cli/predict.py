@@ -42,8 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="opt-in fast forward for this device: fp16 autocast on CUDA, torch.compile on a CPU "
-        "(compiling takes minutes; pays on videos and folders; see README)",
+        help="opt-in fast forward: torch.compile in fp32 (compiling takes minutes, so it pays "
+        "on videos and folders; keypoints equal to fp32; see README)",
     )
     p.add_argument(
         "--precision", choices=["fp32", "bf16", "fp16"], default=None, help="autocast precision"
