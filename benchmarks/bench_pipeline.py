@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from hrpose.data.coco import CocoKeypoints, read_image_rgb
-from hrpose.data.pipeline import PoseTrainTransform, normalize_batch
+from hrpose.data.pipeline import PoseTrainTransform
 from hrpose.data.targets import gaussian_patch
+from hrpose.normalization import normalize_batch
 
 DATA = Path(
     os.environ.get("HRPOSE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -10,15 +10,14 @@ import torch
 
 from hrpose.data.coco import CocoKeypoints, DatasetError
 from hrpose.data.loaders import build_loader
-from hrpose.data.pipeline import (
+from hrpose.data.pipeline import PoseTrainTransform, pad_collate
+from hrpose.normalization import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     MEAN_RGB_U8,
-    PoseTrainTransform,
-    _normalize_torch,
     normalize_batch,
     normalize_image,
-    pad_collate,
+    normalize_torch,
 )
 from hrpose.skeleton import COCO17
 
@@ -134,7 +133,7 @@ def test_normalize_batch_matches_per_image_normalisation() -> None:
     ref = (batch.numpy() / 255.0 - mean) / std
     np.testing.assert_allclose(out.numpy(), ref.transpose(0, 3, 1, 2), atol=1e-6)
     assert torch.equal(out[0], normalize_image(batch[0].numpy()))
-    assert torch.equal(_normalize_torch(batch), out)  # the accelerator path, same operations
+    assert torch.equal(normalize_torch(batch), out)  # the accelerator path, same operations
     cl = normalize_batch(batch, channels_last=True)
     assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, out)
     with pytest.raises(ValueError, match="uint8"):

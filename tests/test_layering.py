@@ -12,6 +12,7 @@ LAYERS = {
     "skeleton": 0,
     "structures": 0,
     "affine": 0,
+    "normalization": 0,
     "config.schema": 0,
     "models": 1,
     "losses": 1,

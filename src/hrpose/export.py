@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hrpose.decode.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from hrpose.normalization import IMAGENET_MEAN, IMAGENET_STD
 from hrpose.skeleton import KeypointSpec
 
 
@@ -59,8 +59,8 @@ def export_onnx(
     proto = onnx.load(str(path))
     meta = {
         "input_size": str(input_size),
-        "mean": json.dumps(IMAGENET_MEAN.tolist()),
-        "std": json.dumps(IMAGENET_STD.tolist()),
+        "mean": json.dumps(list(IMAGENET_MEAN)),
+        "std": json.dumps(list(IMAGENET_STD)),
         "keypoint_names": json.dumps(list(spec.names)),
         "flip_index": json.dumps(list(spec.flip_index)),
         "keypoint_spec": json.dumps(spec_to_dict(spec)),

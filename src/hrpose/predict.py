@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from hrpose.affine import Transform
 from hrpose.decode import DecodeParams, decode, preprocess
 from hrpose.hub import DEFAULT_POSE, REGISTRY, is_remote, resolve_weights
 from hrpose.models import HigherHRNet, describe_arch, extract_state_dict, load_weights
+from hrpose.models.fuse import fuse_batchnorm
 from hrpose.models.weights import WeightsError, read_checkpoint
 from hrpose.skeleton import COCO17, KeypointSpec, builtin_spec_for, canonical_spec
 from hrpose.structures import People
@@ -27,6 +29,29 @@ WEIGHTS_HELP = (
     "OneDrive), or train your own with `hrpose train pose` (its results/<experiment>/<run>/"
     "checkpoints/best.pt). Use --weights random to run an untrained network on purpose."
 )
+
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = frozenset(AUTOCAST_DTYPES)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16), so bf16 autocast pays."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: ask oneDNN
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def fast_options(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Predictor keywords of the opt-in fast path (``hrpose predict --fast``) for a device.
+
+    ``torch.compile`` in fp32 on every device: it kept keypoints equal to fp32. bf16 and fp16
+    autocast are not chosen: on the w8-coco-mini weights they moved keypoints by pixels (fp16
+    measured emulated on a CPU; see benchmarks/README.md); ask for them with ``precision=``.
+    """
+    del device  # one answer today; the device stays in the signature for per-device choices
+    return {"compile": True}
 
 
 @dataclass
@@ -76,14 +101,47 @@ class Predictor:
         params: DecodeParams | None = None,
         device: str | torch.device = "cpu",
         description: str = "",
+        channels_last: bool = True,
+        fuse_bn: bool = True,
+        precision: str = "fp32",
+        compile: bool = False,
+        batch_flip: bool | None = None,
     ) -> None:
+        """``model``: a HigherHRNet (or an ONNX-Runtime wrapper, which ignores the speed options).
+
+        Speed options (torch models): ``channels_last`` memory format and ``fuse_bn`` (BatchNorm
+        folded into the convolutions of an inference copy; ``self.model`` stays the original),
+        both equal to the plain network up to float rounding; ``precision`` "fp32", "bf16"
+        (autocast; fast only on CPUs with AMX/AVX512-BF16 and on GPUs) or "fp16" (CUDA only);
+        ``compile`` (``torch.compile``); ``batch_flip`` sends the image and its mirror as one
+        batch of 2 (default: on CUDA only; on a CPU two single forwards are faster).
+        """
         self.spec = spec
         self.input_size = input_size
         self.params = params or DecodeParams()
         self.device = torch.device(device)
         self.description = description
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if self.device.type == "cpu" and (
+            precision == "fp16" or (precision == "bf16" and not cpu_has_native_bf16())
+        ):
+            warnings.warn(
+                f"{precision} on this CPU is emulated (bf16 is native only with AMX or "
+                "AVX512-BF16, fp16 is meant for CUDA) and several times slower than fp32; use "
+                "precision='fp32' (or --fast, which picks what this device supports)",
+                stacklevel=2,
+            )
+        self.precision = precision
+        self.channels_last = channels_last
+        self.batch_flip = self.device.type == "cuda" if batch_flip is None else batch_flip
+        self.network = model  # what forward() runs
         if isinstance(model, nn.Module):
             model = model.to(self.device).eval()
+            net = fuse_batchnorm(model) if fuse_bn else model
+            if channels_last:
+                net = net.to(memory_format=torch.channels_last)
+            self.network = torch.compile(net) if compile else net
         self.model = model
 
     @classmethod
@@ -167,22 +225,35 @@ class Predictor:
         kwargs.setdefault("input_size", int(meta.get("input_size", 512)))
         return cls(_OnnxModel(session), spec=spec or COCO17, description=f"ONNX {path}", **kwargs)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward(self, image: np.ndarray) -> tuple[list, list | None, list[torch.Tensor]]:
-        """Network outputs per scale for the image and (flip test) its mirror."""
+        """Network outputs (float32) per scale for the image and (flip test) its mirror."""
         outs, flips = [], []
         min_scale = min(self.params.scales)
         for s in self.params.scales:
             x, _ = preprocess(image, self.input_size, s, min_scale)
             batch = x[None].to(self.device)
-            if self.params.flip:
-                batch = torch.cat([batch, torch.flip(batch, [3])])
-            y = [t.float() for t in self.model(batch)]
-            outs.append([t[:1] for t in y])
-            if self.params.flip:
+            if self.params.flip and self.batch_flip:
+                y = self._run(torch.cat([batch, torch.flip(batch, [3])]))
+                outs.append([t[:1] for t in y])
                 flips.append([t[1:] for t in y])
+            else:
+                outs.append(self._run(batch))
+                if self.params.flip:
+                    flips.append(self._run(torch.flip(batch, [3])))
         first = outs[self.params.scales.index(1.0)]
         return outs, (flips if self.params.flip else None), first
+
+    def _run(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """One network call with the configured memory format and precision; float32 out."""
+        if not isinstance(self.model, nn.Module):
+            return [t.float() for t in self.network(batch)]
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        dtype = AUTOCAST_DTYPES[self.precision]
+        with torch.autocast(self.device.type, dtype or torch.float32, enabled=dtype is not None):
+            y = self.network(batch)
+        return [t.float().contiguous() for t in y]
 
     def predict(self, image: np.ndarray) -> Prediction:
         """People (original image pixels) and the scale-1 outputs for one RGB uint8 image."""

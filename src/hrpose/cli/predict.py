@@ -76,6 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tags", action="store_true", help="also write a tag-embedding plot")
     p.add_argument("--smooth", action="store_true", help="video: One-Euro smoothing per person")
     p.add_argument("--max-frames", type=int, default=None, help="video/camera: stop after N")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="opt-in fast forward: torch.compile in fp32 (compiling takes minutes, so it pays "
+        "on videos and folders; keypoints equal to fp32; see README)",
+    )
+    p.add_argument(
+        "--precision", choices=["fp32", "bf16", "fp16"], default=None, help="autocast precision"
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
     return p
 
 
@@ -106,6 +116,14 @@ def _predictor(args: argparse.Namespace):
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     kw = {"params": params, "device": device}
+    if args.fast:
+        from hrpose.predict import fast_options
+
+        kw.update(fast_options(device))
+    if args.precision:
+        kw["precision"] = args.precision
+    if args.compile:
+        kw["compile"] = True
     if args.input_size or args.config:
         kw["input_size"] = args.input_size or cfg.inference.input_size
     return Predictor.from_weights(weights, **kw)

@@ -18,7 +18,7 @@ import torch
 
 from hrpose.data.coco import DatasetError, read_image_rgb
 from hrpose.data.images import IMAGE_SUFFIXES
-from hrpose.data.pipeline import normalize_image
+from hrpose.normalization import normalize_image
 
 
 class ImageFolder:

@@ -11,9 +11,7 @@ import numpy as np
 import torch
 
 from hrpose.affine import Transform
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+from hrpose.normalization import normalize_image
 
 
 def preprocess(
@@ -26,5 +24,4 @@ def preprocess(
     h, w = image.shape[:2]
     transform = Transform.for_image((w, h), input_size, scale, min_scale)
     warped = cv2.warpAffine(image, transform.matrix, transform.size)
-    x = (warped.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(x.transpose(2, 0, 1).copy()), transform
+    return normalize_image(warped), transform

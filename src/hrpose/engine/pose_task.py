@@ -12,7 +12,7 @@ from hrpose.config.schema import PoseTrainConfig
 from hrpose.data.augment import AugmentParams
 from hrpose.data.coco import CocoKeypoints, coco_paths
 from hrpose.data.loaders import build_loader
-from hrpose.data.pipeline import PoseTrainTransform, normalize_batch, pad_collate
+from hrpose.data.pipeline import PoseTrainTransform, pad_collate
 from hrpose.decode import DecodeParams
 from hrpose.engine import distributed as dist_utils
 from hrpose.engine.loop import StepContext, StepOutput, TaskParts
@@ -20,6 +20,7 @@ from hrpose.evaluation.coco_eval import evaluate_keypoints
 from hrpose.evaluation.pose import image_list, predict_images
 from hrpose.losses import HigherHRNetLoss
 from hrpose.models import HigherHRNet
+from hrpose.normalization import normalize_batch
 from hrpose.predict import Predictor, spec_to_dict
 
 

@@ -1,0 +1,355 @@
+"""Whole-image inference (network + decode) at 1, 5 and 30 people and video frames/s, vs official.
+
+    python benchmarks/bench_predict.py                       # hrpose alone
+    HRPOSE_OFFICIAL=/path/to/HigherHRNet-Human-Pose-Estimation python benchmarks/bench_predict.py
+    python benchmarks/bench_predict.py --device cuda --video-size 640x480
+    python benchmarks/bench_predict.py --keypoints-only      # fast path vs fp32 keypoints only
+
+Network: the 640x392 coco-mini photo (input 512x832 at 512) through W32 with flip. "official" is
+the official model module (``lib/models/pose_higher_hrnet.py``, same weights) run eagerly in
+contiguous fp32, two forwards, as ``tools/valid.py``; "default" is ``Predictor()``; "fast" adds
+``hrpose.predict.fast_options(device)``. Decode: synthetic network outputs with N planted people
+(as bench_decode.py) through hrpose's decoder and the official post-processing
+(``get_multi_stage_outputs``, ``aggregate_results``, ``HeatmapParser``, ``get_final_preds``).
+Whole image = network + decode; each part is printed so it can be rerun after decoder changes.
+Video: frames decoded with PyAV, predicted, drawn and encoded to H.264, end to end.
+Keypoints: w8-coco-mini.pt (real peaks) on coco-mini and the examples, each path against fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from hrpose.data.images import list_images, read_image  # noqa: E402
+from hrpose.decode import DecodeParams, decode, input_size_for  # noqa: E402
+from hrpose.models import HigherHRNet  # noqa: E402
+from hrpose.normalization import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from hrpose.predict import Predictor, fast_options  # noqa: E402
+from hrpose.skeleton import COCO17  # noqa: E402
+from hrpose.structures import People  # noqa: E402
+from hrpose.viz.draw import draw_people  # noqa: E402
+from hrpose.viz.video import VideoWriter, read_video  # noqa: E402
+from synthetic import make_outputs, random_people  # noqa: E402
+
+SHARED = Path(os.environ.get("HRPOSE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+PHOTO = SHARED / "coco-mini" / "images" / "000000197388.jpg"  # 640x392, as in the issue
+
+
+class _Cfg(dict):
+    __getattr__ = dict.__getitem__
+
+
+def _official(root: str, width: int, device: torch.device):
+    """(model factory, preprocess, post-process) from a local official checkout."""
+    lib = Path(root) / "lib"
+    sys.path.insert(0, str(lib))
+    for alias, real in (("float", float), ("int", int), ("bool", bool)):
+        if not hasattr(np, alias):
+            setattr(np, alias, real)
+    shim = types.ModuleType("dataset.transforms")
+    shim.FLIP_CONFIG = {"COCO": list(COCO17.flip_index)}
+    sys.modules.setdefault("dataset", types.ModuleType("dataset"))
+    sys.modules["dataset.transforms"] = shim
+    from core.group import HeatmapParser
+    from core.inference import aggregate_results, get_multi_stage_outputs
+    from utils.transforms import get_final_preds, get_multi_scale_size, resize_align_multi_scale
+
+    spec = importlib.util.spec_from_file_location(
+        "official_hhrnet", lib / "models" / "pose_higher_hrnet.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def stage(n_modules: int, n_branches: int) -> _Cfg:
+        return _Cfg(NUM_MODULES=n_modules, NUM_BRANCHES=n_branches, BLOCK="BASIC",
+                    NUM_BLOCKS=[4] * n_branches, FUSE_METHOD="SUM",
+                    NUM_CHANNELS=[width * 2**i for i in range(n_branches)])  # fmt: skip
+
+    cfg = _Cfg(
+        MODEL=_Cfg(NUM_JOINTS=17, TAG_PER_JOINT=True, EXTRA=_Cfg(
+            FINAL_CONV_KERNEL=1, PRETRAINED_LAYERS=["*"], STEM_INPLANES=64,
+            STAGE2=stage(1, 2), STAGE3=stage(4, 3), STAGE4=stage(3, 4),
+            DECONV=_Cfg(NUM_DECONVS=1, NUM_CHANNELS=[width], KERNEL_SIZE=[4],
+                        NUM_BASIC_BLOCKS=4, CAT_OUTPUT=[True]))),
+        DATASET=_Cfg(NUM_JOINTS=17, MAX_NUM_PEOPLE=30, WITH_CENTER=False, DATASET="coco_kpt"),
+        LOSS=_Cfg(WITH_HEATMAPS_LOSS=[True, True], WITH_AE_LOSS=[True, False]),
+        TEST=_Cfg(DETECTION_THRESHOLD=0.1, TAG_THRESHOLD=1.0, USE_DETECTION_VAL=True,
+                  IGNORE_TOO_MUCH=False, NMS_KERNEL=5, NMS_PADDING=2, WITH_HEATMAPS=(True, True),
+                  WITH_AE=(True, False), PROJECT2IMAGE=True, FLIP_TEST=True, SCALE_FACTOR=[1],
+                  ADJUST=True, REFINE=True),
+    )  # fmt: skip
+    parser = HeatmapParser(cfg)
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+
+    def make_model(state: dict) -> torch.nn.Module:
+        model = module.PoseHigherResolutionNet(cfg)
+        model.load_state_dict(state)
+        return model.eval().to(device)
+
+    def network(model, image: np.ndarray):
+        """valid.py up to the network: resize, ToTensor + Normalize, 2 forwards (no aggregation)."""
+        resized, _, _ = resize_align_multi_scale(image, 512, 1.0, 1.0)
+        x = torch.from_numpy(resized).permute(2, 0, 1).float().div(255).sub_(mean).div_(std)
+        x = x[None].to(device)
+        with torch.no_grad():
+            return [t.float() for t in model(x)], [t.float() for t in model(torch.flip(x, [3]))]
+
+    def post(image: np.ndarray, outs, flips):
+        """valid.py after the network: aggregate (flip, project to image), group, final preds."""
+        base, center, scale = get_multi_scale_size(image, 512, 1.0, 1.0)
+        calls = iter([outs, flips])
+        with torch.no_grad():
+            _, heat, tags = get_multi_stage_outputs(
+                cfg, lambda x: list(next(calls)), torch.zeros(1, 3, 8, 8), True, True, base
+            )
+            final, tag_list = aggregate_results(cfg, 1, None, [], heat, tags)
+            grouped, scores = parser.parse(final, torch.cat(tag_list, 4), True, True)
+        return get_final_preds(grouped, center, scale, [final.size(3), final.size(2)]), scores
+
+    return make_model, network, post
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+CLOCK = {"now": time.perf_counter}  # --clock cpu: process CPU time (see main)
+
+
+def _timed(fn, device: torch.device) -> float:
+    _sync(device)
+    t0 = CLOCK["now"]()
+    fn()
+    _sync(device)
+    return CLOCK["now"]() - t0
+
+
+def _fmt(times: list[float]) -> str:
+    lo, hi = min(times) * 1000, max(times) * 1000
+    return f"{lo:7.0f}-{hi:<7.0f}"
+
+
+def _predictors(model: torch.nn.Module, device: torch.device, fast: bool) -> dict[str, Predictor]:
+    out = {"default": Predictor(model, device=device)}
+    if fast:
+        opts = fast_options(device)
+        name = "fast (" + "+".join(f"{k}={v}" for k, v in opts.items()) + ")"
+        out[name] = Predictor(model, device=device, **opts)
+    return out
+
+
+def bench_image(args, device: torch.device, official) -> None:
+    image = read_image(PHOTO)
+    size = (image.shape[1], image.shape[0])
+    (w, h), _, _ = input_size_for(size, 512)
+    torch.manual_seed(0)
+    model = HigherHRNet(args.width).eval()
+    runners = {}
+    if official is not None:
+        make_model, network, post = official
+        off_model = make_model(model.state_dict())
+        runners["official"] = lambda: network(off_model, image)
+    preds = _predictors(model, device, not args.no_fast)
+    for name, p in preds.items():
+        runners[name] = lambda p=p: p.forward(image)
+    print(f"HigherHRNet-W{args.width}, {size[0]}x{size[1]} photo -> input {w}x{h}, flip, {device}")
+    t0 = time.perf_counter()
+    for fn in runners.values():  # warm-up (and compilation)
+        fn()
+    print(f"warm-up and compilation: {time.perf_counter() - t0:.0f} s")
+    net = {name: [] for name in runners}
+    for _ in range(args.repeat):  # interleaved, so load changes hit every variant alike
+        for name, fn in runners.items():
+            net[name].append(_timed(fn, device))
+    base = net.get("official")
+    print(f"\nnetwork (preprocess + 2 forwards), ms over {args.repeat} interleaved runs")
+    for name, times in net.items():
+        ratio = ""
+        if base is not None and name != "official":
+            r = [b / t for b, t in zip(base, times, strict=True)]
+            ratio = f"x{min(r):.2f}-{max(r):.2f} vs official (same run)"
+        print(f"  {name:<40} {_fmt(times)} {ratio}")
+
+    print("\ndecode of synthetic outputs with N people (median of 3, ms), then whole image")
+    names = [n for n in net if n != "official"]
+    head = f"  {'N':>3} {'hrpose':>8} {'official':>9} | whole image ms (network + decode)"
+    print(head)
+    for n in (1, 5, 30):
+        xy, wh = random_people(n, size, seed=n)
+        outs, flips = make_outputs(xy, np.arange(n) * 3.0, (w, h), seed=n)
+        ours = lambda o=outs, f=flips: decode(o, image_size=size, flip_outputs=f)  # noqa: E731
+        d_ours = np.median([_timed(ours, device) for _ in range(3)])
+        d_off = None
+        if official is not None:
+            theirs = lambda o=outs, f=flips: official[2](image, o, f)  # noqa: E731
+            d_off = np.median([_timed(theirs, device) for _ in range(3)])
+        cols = []
+        off_total = None if d_off is None else np.median(net["official"]) + d_off
+        if off_total is not None:
+            cols.append(f"official {off_total * 1000:.0f}")
+        for name in names:
+            total = np.median(net[name]) + d_ours
+            ratio = "" if off_total is None else f" (x{off_total / total:.2f})"
+            cols.append(f"{name.split(' ')[0]} {total * 1000:.0f}{ratio}")
+        off = "n/a" if d_off is None else f"{d_off * 1000:.0f}"
+        print(f"  {n:>3} {d_ours * 1000:>8.0f} {off:>9} | " + ", ".join(cols))
+
+
+def bench_video(args, device: torch.device, official) -> None:
+    frames = list(read_video(args.video))[: args.frames]
+    if args.video_size:
+        import cv2
+
+        vw, vh = (int(v) for v in args.video_size.lower().split("x"))
+        frames = [cv2.resize(f, (vw, vh), interpolation=cv2.INTER_AREA) for f in frames]
+    torch.manual_seed(0)
+    model = HigherHRNet(args.width).eval()
+    if args.weights:
+        from hrpose.models import load_weights
+
+        load_weights(model, args.weights)
+    runners = {}
+    if official is not None:
+        make_model, network, post = official
+        off_model = make_model(model.state_dict())
+
+        def off_predict(frame: np.ndarray) -> People:
+            res, scores = post(frame, *network(off_model, frame))
+            kp = np.zeros((0, 17, 3), np.float32)
+            if len(res):
+                kp = np.stack([np.asarray(r, np.float32)[:, :3] for r in res])
+            return People(kp, np.array(scores, np.float32), kp[..., :1] * 0)
+
+        runners["official"] = off_predict
+    for name, p in _predictors(model, device, not args.no_fast).items():
+        runners[name] = p
+    h, w = frames[0].shape[:2]
+    weights = args.weights or "random (decode sees few peaks)"
+    print(f"\nvideo {Path(args.video).name}: {len(frames)} frames {w}x{h}, W{args.width} at 512 "
+          f"with flip, {device}, weights {weights}")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.mp4"
+        with VideoWriter(src, 25) as writer:  # the resized clip, so decoding is part of the run
+            for f in frames:
+                writer.write(f)
+        for name, predict in runners.items():
+            predict(frames[0])  # warm-up (and compilation)
+            _sync(device)
+            t0 = CLOCK["now"]()
+            n = 0
+            with VideoWriter(Path(tmp) / "out.mp4", 25) as writer:
+                for frame in read_video(src):
+                    writer.write(draw_people(frame, predict(frame)))
+                    n += 1
+            _sync(device)
+            fps = n / (CLOCK["now"]() - t0)
+            print(f"  {name:<40} {fps:6.2f} frames/s end to end (decode, network, draw, encode)")
+
+
+def _person_diffs(a: People, b: People, min_score: float) -> np.ndarray:
+    """Per matched person, the max |xy| difference over joints scoring >= min_score in ``b``.
+
+    People are paired by least mean joint distance (the decoder's order can swap near-equal
+    scores); people without a partner are counted by the caller.
+    """
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros(0)
+    cost = np.abs(a.keypoints[:, None, :, :2] - b.keypoints[None, :, :, :2]).max(-1).mean(-1)
+    ia, ib = linear_sum_assignment(cost)
+    d = np.abs(a.keypoints[ia, :, :2] - b.keypoints[ib, :, :2]).max(-1)
+    keep = b.keypoints[ib, :, 2] >= min_score
+    return np.where(keep, d, 0.0).max(-1)
+
+
+def bench_keypoints(args, device: torch.device) -> None:
+    weights = SHARED / "weights" / "w8-coco-mini.pt"
+    sets = {
+        "coco-mini": list_images(SHARED / "coco-mini" / "images"),
+        "examples": list_images(SHARED / "examples"),
+    }
+    params = DecodeParams(flip=False, detection_threshold=0.3)  # coco-mini.yaml's inference
+    kw = {"input_size": 192, "params": params, "device": device}
+    ref = Predictor.from_weights(weights, channels_last=False, fuse_bn=False, **kw)
+    variants = {  # on a CPU, fp16 (and bf16 without AMX) run emulated: their numerics only
+        "default": {},
+        "bf16": {"precision": "bf16"},
+        "fp16": {"precision": "fp16"},
+        "compile": {"compile": True},
+    }
+    variants = {k: v for k, v in variants.items() if k in args.keypoint_variants.split(",")}
+    print("\nkeypoints vs fp32 eager: w8-coco-mini.pt, input 192, no flip, threshold 0.3; per "
+          "matched person the max |dxy| over joints scoring >= 0.1")  # fmt: skip
+    images = {name: [read_image(p) for p in paths] for name, paths in sets.items()}
+    refs = {name: [ref(im) for im in ims] for name, ims in images.items()}
+    for name, opts in variants.items():
+        pred = Predictor.from_weights(weights, **kw, **opts)
+        for set_name, ims in images.items():
+            diffs, lost, total = [], 0, 0
+            for im, r in zip(ims, refs[set_name], strict=True):
+                got = pred(im)
+                diffs.append(_person_diffs(got, r, 0.1))
+                lost += abs(len(got) - len(r))
+                total += len(r)
+            d = np.concatenate(diffs)
+            within = int((d <= 1.0).sum())
+            print(f"  {name:<8} {set_name:<10} {total:3d} people: {within}/{len(d)} matched "
+                  f"within 1 px, max {d.max(initial=0):.3f} px, median {np.median(d):.3f} px; "
+                  f"{lost} added/lost")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--video", default=str(SHARED / "video" / "street.mp4"))
+    parser.add_argument("--video-size", default="640x480", help="WxH the frames are resized to")
+    parser.add_argument("--frames", type=int, default=5)
+    parser.add_argument("--weights", default=None, help="W32 weights for the video (real people)")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: process CPU time, for a loaded shared host (run with OMP_NUM_THREADS=1)",
+    )
+    parser.add_argument("--no-fast", action="store_true", help="time the default path only")
+    parser.add_argument("--keypoints-only", action="store_true")
+    parser.add_argument(
+        "--keypoint-variants", default="default,bf16,fp16,compile", help="paths compared to fp32"
+    )
+    parser.add_argument("--skip-keypoints", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.clock == "cpu":
+        if device.type == "cuda":
+            raise SystemExit("--clock cpu measures CPU work; time CUDA with --clock wall")
+        CLOCK["now"] = time.process_time
+        print(f"clock: process CPU time, {torch.get_num_threads()} thread(s)")
+    root = os.environ.get("HRPOSE_OFFICIAL")
+    official = _official(root, args.width, device) if root else None
+    if official is None:
+        print("HRPOSE_OFFICIAL not set: hrpose alone (no official comparison)")
+    if not args.keypoints_only:
+        bench_image(args, device, official)
+        bench_video(args, device, official)
+    if not args.skip_keypoints:
+        bench_keypoints(args, device)
+
+
+if __name__ == "__main__":
+    main()

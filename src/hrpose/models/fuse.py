@@ -1,0 +1,49 @@
+"""Inference rewrite: fold each eval-mode BatchNorm into the convolution before it.
+
+A BatchNorm in eval mode is a per-channel affine map, so ``bn(conv(x))`` equals one convolution
+with rescaled weights and a bias, up to float rounding. The fused network skips 300-odd
+BatchNorm passes over the feature maps. It is a copy for inference: its state dict differs
+(no ``bn*`` tensors, biases on the convolutions), so checkpoints always come from the original.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
+# Residual blocks and the HRNet stem name their conv/BN pairs as attributes (official names).
+_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+
+
+def _fused(conv: nn.Module, bn: nn.Module) -> nn.Module:
+    return fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.ConvTranspose2d))
+
+
+def _is_pair(conv: nn.Module | None, bn: nn.Module | None) -> bool:
+    return isinstance(conv, _CONVS) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats
+
+
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with every conv -> BatchNorm pair folded into one conv.
+
+    Pairs are adjacent entries of an ``nn.Sequential`` and the ``convN``/``bnN`` attributes of
+    HRNet's blocks and stem; the folded BatchNorm becomes ``nn.Identity``. ``model`` is unchanged.
+    """
+    fused = copy.deepcopy(model).eval()
+    for module in fused.modules():
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for a, b in zip(names, names[1:], strict=False):
+                conv, bn = module._modules[a], module._modules[b]
+                if _is_pair(conv, bn):
+                    module._modules[a] = _fused(conv, bn)
+                    module._modules[b] = nn.Identity()
+        for conv_name, bn_name in _PAIRS:
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if _is_pair(conv, bn):
+                setattr(module, conv_name, _fused(conv, bn))
+                setattr(module, bn_name, nn.Identity())
+    return fused

@@ -1,0 +1,140 @@
+"""The Predictor's forward options: BatchNorm folding, channels_last, flip batching, precision."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import hrpose.predict as predict_mod
+from hrpose.data.images import read_image
+from hrpose.decode import DecodeParams
+from hrpose.models import HigherHRNet
+from hrpose.models.fuse import fuse_batchnorm
+from hrpose.predict import Predictor, fast_options
+
+
+def _model(seed: int = 0) -> HigherHRNet:
+    """A W8 HigherHRNet with non-trivial BatchNorm statistics (identity BNs would hide bugs)."""
+    torch.manual_seed(seed)
+    model = HigherHRNet(8)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.normal_(m.weight, std=0.2)
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.2)
+    return model.eval()
+
+
+def _image(h: int = 60, w: int = 90) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_fuse_batchnorm_equals_the_unfused_network_and_leaves_it_alone() -> None:
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = fuse_batchnorm(model)
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert n_bn > 100 and not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(2, 3, 64, 96)
+    with torch.inference_mode():
+        ref, out = model(x), fused(x)
+    for a, b in zip(ref, out, strict=True):
+        assert a.abs().max() > 1e-2  # a real signal, not zeros
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * a.abs().max().item())
+    state = model.state_dict()  # the checkpoint format is untouched
+    assert state.keys() == before.keys()
+    assert all(torch.equal(state[k], v) for k, v in before.items())
+
+
+def test_default_forward_is_fused_channels_last_and_equals_the_plain_network() -> None:
+    model = _model()
+    params = DecodeParams(flip=True, scales=(1.0,))
+    fast = Predictor(model, input_size=64, params=params)
+    plain = Predictor(model, input_size=64, params=params, channels_last=False, fuse_bn=False)
+    assert fast.model is model  # the original stays for export and checkpoints
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.network.modules())
+    assert fast.network.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.network is model
+    outs, flips, first = fast.forward(_image())
+    ref_outs, ref_flips, _ = plain.forward(_image())
+    assert first[0].shape == (1, 34, 16, 32) and first[1].shape == (1, 17, 32, 64)
+    for got, want in zip(outs[0] + flips[0], ref_outs[0] + ref_flips[0], strict=True):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    # the flip pass really is the mirrored image, not a copy of the first pass
+    assert not torch.allclose(flips[0][0], outs[0][0])
+
+
+def test_flip_batched_equals_two_forwards() -> None:
+    """The CUDA layout (image and mirror in one batch of 2), checked on the CPU."""
+    model = _model()
+    params = DecodeParams(flip=True, scales=(1.0, 2.0))
+    one = Predictor(model, input_size=64, params=params, batch_flip=True)
+    two = Predictor(model, input_size=64, params=params, batch_flip=False)
+    assert one.batch_flip and not two.batch_flip  # default on a CPU: two forwards
+    assert not Predictor(model, input_size=64).batch_flip
+    a, b = one.forward(_image()), two.forward(_image())
+    assert len(a[0]) == 2 and len(a[1]) == 2
+    for got, want in zip(a[0][1] + a[1][1], b[0][1] + b[1][1], strict=True):
+        assert got.shape[0] == 1
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+def test_precision_options(monkeypatch) -> None:
+    model = _model()
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Predictor(model, precision="int8")
+    with pytest.warns(UserWarning, match="fp16 on this CPU is emulated"):
+        Predictor(model, precision="fp16")
+    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="bf16 on this CPU is emulated"):
+        bf16 = Predictor(model, input_size=64, params=DecodeParams(flip=False), precision="bf16")
+    ref = Predictor(model, input_size=64, params=DecodeParams(flip=False))
+    got, want = bf16.forward(_image())[2], ref.forward(_image())[2]
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == torch.float32
+        assert not torch.equal(g, w)  # it really ran in bf16 ...
+        assert (g - w).abs().max() < 0.05 * w.abs().max()  # ... and stayed close
+
+
+def test_fast_options_follow_the_hardware(monkeypatch) -> None:
+    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: True)
+    # fp32 + compile everywhere: bf16/fp16 moved keypoints by pixels (benchmarks/README.md)
+    assert fast_options("cpu") == fast_options("cuda") == {"compile": True}
+    compiled = Predictor(_model(), compile=True)  # wrapping only: compiling runs on first call
+    assert compiled.network._orig_mod is not compiled.model
+    assert isinstance(compiled.network._orig_mod.conv1, nn.Conv2d)
+
+
+def test_real_weights_keypoints_equal_the_plain_path(shared_data) -> None:
+    """w8-coco-mini on a coco-mini image: the default forward moves no keypoint (real peaks)."""
+    weights = shared_data / "weights" / "w8-coco-mini.pt"
+    params = DecodeParams(flip=False, detection_threshold=0.3)
+    fast = Predictor.from_weights(weights, input_size=192, params=params)
+    plain = Predictor.from_weights(
+        weights, input_size=192, params=params, channels_last=False, fuse_bn=False
+    )
+    image = read_image(shared_data / "coco-mini" / "images" / "000000197388.jpg")
+    a, b = fast(image), plain(image)
+    assert len(b) >= 5 and len(a) == len(b)
+    np.testing.assert_allclose(a.keypoints[..., :2], b.keypoints[..., :2], atol=0.01)
+
+
+def test_cli_speed_options_reach_the_predictor(shared_data, monkeypatch) -> None:
+    from hrpose.cli.predict import _parser, _predictor
+
+    weights = str(shared_data / "weights" / "w8-coco-mini.pt")
+    src = str(shared_data / "examples")
+    plain = _predictor(_parser().parse_args([src, "--weights", weights, "--device", "cpu"]))
+    assert plain.precision == "fp32" and plain.network._get_name() == "HigherHRNet"
+    fast = _predictor(_parser().parse_args([src, "--weights", weights, "--fast"]))
+    assert fast.precision == "fp32" and hasattr(fast.network, "_orig_mod")
+    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: True)
+    both = ["--weights", weights, "--device", "cpu", "--precision", "bf16", "--compile"]
+    chosen = _predictor(_parser().parse_args([src, *both]))
+    assert chosen.precision == "bf16" and hasattr(chosen.network, "_orig_mod")
