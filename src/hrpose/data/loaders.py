@@ -95,10 +95,9 @@ class SeededSamples(Dataset):
 
 
 def _quiet_worker(worker_id: int) -> None:
-    """Workers ignore SIGINT/SIGTERM: the main process stops them after saving a checkpoint
-    (a terminal's Ctrl-C or a scheduler's SIGTERM reaches the whole process group)."""
+    """Workers ignore SIGINT: a terminal's Ctrl-C reaches the whole process group, and the main
+    process stops them after saving a checkpoint. SIGTERM stays: DataLoader's shutdown uses it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_loader(
