@@ -4,6 +4,11 @@ A task supplies its model, loader, a step function and a validation function (``
 this module owns everything around them: device, DDP, AMP, channels_last, compile, LR schedule,
 gradient clipping, checkpoints (atomic, exact resume), SIGINT/SIGTERM, NaN stops, progress bars,
 and tracking (MLflow + run-folder files). Only rank 0 writes.
+
+Resume: last.pt after an epoch starts the next one; last.pt saved on SIGINT/SIGTERM holds the
+batch position and the epoch's running sums, and the resumed run continues at the next batch
+(build_loader's sampler starts there; the data do not depend on workers or RNG state), so either
+way the per-step losses equal those of an unbroken run.
 """
 
 from __future__ import annotations
