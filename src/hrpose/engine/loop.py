@@ -236,7 +236,8 @@ def epoch_batches(loader: Any, epoch: int, start: int, steps: int) -> Iterator[A
         skip = 0
     elif hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
-    return itertools.islice(iter(loader), skip, skip + steps - start)
+    # A resume with a shorter epoch than the checkpoint's (e.g. data.repeat lowered) ends it.
+    return itertools.islice(iter(loader), skip, skip + max(0, steps - start))
 
 
 def train_one_epoch(
