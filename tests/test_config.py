@@ -67,3 +67,19 @@ def test_yaml_round_trip(tmp_path) -> None:
     assert to_dict(again) == to_dict(cfg) and again.inference.scales == [2.0, 1.0]
     assert flatten(to_dict(cfg))["model.width"] == 16
     assert "--optimizer.lr=" in help_text(PoseTrainConfig)
+
+
+def test_defaults_follow_the_official_recipes() -> None:
+    """Data roots data/COCO and data/ImageNet; the classifier's SGD decays every parameter."""
+    from torch import nn
+
+    from hrpose.config.schema import ClassifierTrainConfig
+    from hrpose.engine.optim import param_groups
+
+    pose, cls = PoseTrainConfig(), ClassifierTrainConfig()
+    assert pose.dataloader.train_ds.root == pose.dataloader.val_ds.root == "data/COCO"
+    assert cls.dataloader.train_ds.root == cls.dataloader.val_ds.root == "data/ImageNet"
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    opt = cls.optimizer
+    (group,) = param_groups(model, opt.weight_decay, opt.no_decay_norm_bias)
+    assert len(group["params"]) == 4 and group["weight_decay"] == 1e-4

@@ -11,6 +11,7 @@ from torch import nn
 
 from hrpose.config.load import load_config
 from hrpose.config.schema import ClassifierTrainConfig
+from hrpose.data.loaders import build_loader
 from hrpose.engine.checkpoint import load_checkpoint
 from hrpose.engine.loop import StepOutput, TaskParts, TrainingStopped, fit
 
@@ -38,7 +39,7 @@ def _builder(nan_at: int | None = None, kill_at: int | None = None, log: list | 
         g = torch.Generator().manual_seed(1)
         x, y = torch.randn(64, 4, generator=g), torch.randint(0, 3, (64,), generator=g)
         data = torch.utils.data.TensorDataset(x, y)
-        loader = torch.utils.data.DataLoader(data, batch_size=16, shuffle=True)
+        loader = build_loader(data, 16, shuffle=True, seed=3)
         calls = {"n": 0}
 
         def step(m, batch, ctx):
@@ -87,13 +88,26 @@ def test_resume_is_exact(tmp_path) -> None:
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01)
 
 
-def test_sigterm_saves_last_and_resumes(tmp_path) -> None:
-    res = fit(_config(tmp_path), _builder(kill_at=6), "classifier")
-    assert res.status == "KILLED"
-    last = tmp_path / "classifier" / "toy" / "checkpoints" / "last.pt"
-    assert load_checkpoint(last)["epoch"] == 1  # epoch 2 was interrupted and will run again
-    res = fit(_config(tmp_path, f"--setup.ckpt_path={last}"), _builder(), "classifier")
+def test_sigterm_mid_epoch_resumes_at_the_next_batch(tmp_path) -> None:
+    """SIGTERM during epoch 2 saves a mid-epoch last.pt; the resumed run continues at the next
+    batch, and together they give the uninterrupted run's losses and epoch metrics."""
+    straight: list[float] = []
+    fit(_config(tmp_path / "a"), _builder(log=straight), "classifier")
+    killed: list[float] = []
+    res = fit(_config(tmp_path / "b"), _builder(kill_at=6, log=killed), "classifier")
+    assert res.status == "KILLED" and len(killed) == 6
+    last = tmp_path / "b" / "classifier" / "toy" / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    assert (state["epoch"], state["epoch_batches"], state["step"]) == (1, 2, 6)
+    resumed: list[float] = []
+    cfg = _config(tmp_path / "b", f"--setup.ckpt_path={last}")
+    res = fit(cfg, _builder(log=resumed), "classifier")
     assert res.status == "FINISHED" and load_checkpoint(last)["epoch"] == 4
+    assert len(straight) == 16 and killed + resumed == straight
+    a = (tmp_path / "a" / "classifier" / "toy" / "metrics.csv").read_text().splitlines()
+    b = (tmp_path / "b" / "classifier" / "toy" / "metrics.csv").read_text().splitlines()
+    loss = a[0].split(",").index("train/loss")
+    assert [r.split(",")[loss] for r in a] == [r.split(",")[loss] for r in b]
 
 
 def test_nan_loss_stops_with_message(tmp_path) -> None:

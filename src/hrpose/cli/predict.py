@@ -93,7 +93,6 @@ def _predictor(args: argparse.Namespace):
     from hrpose.config.load import load_config
     from hrpose.config.schema import PoseTrainConfig
     from hrpose.decode import DecodeParams
-    from hrpose.engine.pose_task import decode_params
     from hrpose.hub import DEFAULT_POSE, is_remote
     from hrpose.predict import WEIGHTS_HELP, Predictor
 
@@ -108,7 +107,7 @@ def _predictor(args: argparse.Namespace):
         raise SystemExit(
             "hrpose predict: --backend onnxruntime needs an .onnx file from `hrpose export onnx`"
         )
-    params = decode_params(cfg.inference)
+    params = cfg.inference.decode_params()
     changes = _decode_changes(args)
     if changes:
         params = DecodeParams(**{**params.__dict__, **changes})
@@ -239,15 +238,13 @@ def _extras(
 ) -> None:
     import cv2
 
-    from hrpose.viz.draw import heatmap_affine, heatmap_grid, tag_plot
+    from hrpose.viz.draw import heatmap_grid, tag_plot
 
     if args.heatmaps and pred.outputs:
         k = pred.people.keypoints.shape[1] if len(pred.people) else pred.outputs[-1].shape[1]
         heat = pred.outputs[-1][0, :k].cpu().numpy()
-        affine = None
-        if pred.transform is not None:  # undo the padded input, so peaks sit on their pixels
-            affine = heatmap_affine(pred.transform, (heat.shape[2], heat.shape[1]))
-        grid = heatmap_grid(image, heat, _names(k, spec), tile=240, affine=affine)
+        # through the input's affine (undoing its padding), so peaks sit on their pixels
+        grid = heatmap_grid(image, heat, _names(k, spec), tile=240, transform=pred.transform)
         cv2.imwrite(str(out / f"{stem}_heatmaps.jpg"), grid[:, :, ::-1])
     if args.tags:
         k = pred.people.keypoints.shape[1]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
 from hrpose.config.load import ConfigError, help_text, load_config, to_yaml
-from hrpose.config.schema import TASKS
+from hrpose.config.schema import TASKS, ClassifierTrainConfig, PoseTrainConfig
 
 USAGE = """usage: hrpose train {pose,classifier} [--config FILE.yaml] [--section.field=value ...]
                      [--print-config] [--help]
@@ -54,10 +56,7 @@ def main(argv: list[str]) -> int:
         return 0
     from hrpose.engine.loop import TrainingStopped, fit
 
-    if task == "pose":
-        from hrpose.engine.pose_task import build_pose_task as build
-    else:
-        from hrpose.engine.classifier_task import build_classifier_task as build
+    build = pose_task if task == "pose" else classifier_task
     try:
         result = fit(cfg, lambda device, info: build(cfg, device, info), task)
     except (TrainingStopped, FileExistsError, FileNotFoundError, ValueError) as e:
@@ -67,3 +66,84 @@ def main(argv: list[str]) -> int:
     print(f"run folder: {result.run_dir}  (epochs done {result.epochs_done}, best "
           f"{'AP' if task == 'pose' else 'top1'} {best}, {result.status.lower()})")  # fmt: skip
     return 0 if result.status == "FINISHED" else 130
+
+
+def pose_task(cfg: PoseTrainConfig, device: Any, info: Any) -> Any:
+    """Config tree -> dataset, transform, loader, model, loss and validation of the pose task."""
+    from torch.utils.data import ConcatDataset
+
+    from hrpose.data.augment import AugmentParams
+    from hrpose.data.coco import CocoKeypoints, coco_paths
+    from hrpose.data.loaders import build_loader
+    from hrpose.data.pipeline import PoseTrainTransform, pad_collate
+    from hrpose.engine.pose_task import PoseValidation, build_pose_task
+    from hrpose.losses import HigherHRNetLoss
+    from hrpose.models import HigherHRNet
+
+    d, dl = cfg.data, cfg.dataloader
+    ann, images = coco_paths(dl.train_ds.root, dl.train_ds.split, dl.train_ds.ann_file,
+                             dl.train_ds.images_dir)  # fmt: skip
+    dataset = CocoKeypoints(ann, images)
+    spec = dataset.spec
+    if spec.num_joints != cfg.model.num_joints:
+        raise ValueError(
+            f"{ann} has {spec.num_joints} keypoints but model.num_joints={cfg.model.num_joints}"
+        )
+    aug = None
+    if d.augment:
+        aug = AugmentParams(d.max_rotation, d.min_scale, d.max_scale, d.scale_type,
+                            d.max_translate, d.flip)  # fmt: skip
+    dataset.transform = PoseTrainTransform(
+        spec.flip_index, d.input_size, (d.input_size // 4, d.input_size // 2), d.sigma,
+        d.max_num_people, aug, mirror=d.flip,
+    )  # fmt: skip
+    train_set = dataset if d.repeat == 1 else ConcatDataset([dataset] * d.repeat)
+    loader = build_loader(
+        train_set, dl.batch_size, shuffle=dl.shuffle, num_workers=dl.num_workers,
+        pin_memory=dl.pin_memory and device.type == "cuda", seed=cfg.setup.seed,
+        collate_fn=None if d.augment else pad_collate,  # test geometry: sizes differ per image
+    )  # fmt: skip
+    lc = cfg.loss
+    loss_fn = HigherHRNetLoss(spec.num_joints, lc.heatmap_weights, lc.push_weights,
+                              lc.pull_weights, lc.with_ae)  # fmt: skip
+    val = dl.val_ds
+    val_ann, val_images = coco_paths(val.root, val.split, val.ann_file, val.images_dir)
+    pictures = 2 if cfg.tracking.log_images else 0
+    validation = PoseValidation(Path(val_ann), Path(val_images), cfg.inference.input_size,
+                                cfg.inference.decode_params(), cfg.trainer.limit_val_batches,
+                                pictures)  # fmt: skip
+    model = HigherHRNet(cfg.model.width, cfg.model.num_joints)
+    return build_pose_task(model, loader, loss_fn, spec, validation, info)
+
+
+def classifier_task(cfg: ClassifierTrainConfig, device: Any, info: Any) -> Any:
+    """The config tree -> ImageNet folders, presets, loaders and HRNet-C of the classifier task."""
+    from hrpose.data.imagenet import ImageFolder, TrainTransform, ValTransform, class_names
+    from hrpose.data.loaders import build_loader
+    from hrpose.engine.classifier_task import build_classifier_task
+    from hrpose.models import HRNetClassifier
+
+    d, dl = cfg.data, cfg.dataloader
+    tr, va = dl.train_ds, dl.val_ds
+    train = ImageFolder(Path(tr.root) / tr.split, TrainTransform(d.input_size, d.min_area, d.flip))
+    if len(train.classes) != cfg.model.num_classes:
+        raise ValueError(
+            f"{tr.root}/{tr.split} has {len(train.classes)} class folders but "
+            f"model.num_classes={cfg.model.num_classes}: set --model.num_classes="
+            f"{len(train.classes)}"
+        )
+    pin = dl.pin_memory and device.type == "cuda"
+    loader = build_loader(train, dl.batch_size, shuffle=dl.shuffle, num_workers=dl.num_workers,
+                          pin_memory=pin, seed=cfg.setup.seed)  # fmt: skip
+    val_dir = Path(va.root) / va.split
+    val_loader = None
+    if val_dir.is_dir():
+        val = ImageFolder(val_dir, ValTransform(d.input_size, d.resize_size))
+        val_loader = build_loader(
+            val, dl.val_batch_size or dl.batch_size, shuffle=False,
+            num_workers=dl.num_workers, pin_memory=pin, pad=False,
+        )  # fmt: skip
+    model = HRNetClassifier(cfg.model.width, cfg.model.num_classes)
+    names = class_names(tr.root, train.classes)
+    return build_classifier_task(model, loader, val_loader, train.classes, names,
+                                 cfg.trainer.limit_val_batches)  # fmt: skip

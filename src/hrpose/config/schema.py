@@ -27,7 +27,8 @@ class SetupConfig:
     """Run identity, seeding and where to start from."""
 
     seed: int = 42
-    """Seed for Python, NumPy and torch (each rank adds its rank)."""
+    """Seed: Python, NumPy and torch get seed + rank (weight init); the data order and each
+    sample's augmentation derive from the seed alone, the same on every rank and worker count."""
     experiment_name: str = "pose"
     """Experiment name: results/<experiment_name>/ and the MLflow experiment."""
     run_name: str | None = None
@@ -35,7 +36,8 @@ class SetupConfig:
     results_dir: str = "results"
     """Root folder for run folders (and the default MLflow SQLite store)."""
     ckpt_path: str | None = None
-    """A last.pt/best.pt to resume exactly (epoch, optimizer, RNG, MLflow run); None = new run."""
+    """A last.pt/best.pt to resume from: weights, optimizer, epoch and batch, RNG and MLflow run
+    (a last.pt saved by SIGINT/SIGTERM continues at the next batch); None = a new run."""
     pretrained_ckpt_path: str | None = None
     """Weights to start from (classifier -> backbone only; pose -> all); None = random init."""
 
@@ -62,7 +64,8 @@ class TrainerConfig:
     use_compile: bool = False
     """Wrap the model in torch.compile."""
     amp: str = "off"
-    """Mixed precision: off, auto (bf16 if supported else fp16 on CUDA; bf16 on CPU), bf16, fp16."""
+    """Mixed precision: off, auto (CUDA: bf16 if supported else fp16; other devices: off),
+    bf16, fp16."""
     channels_last: bool = False
     """Keep the model and inputs in channels_last memory format."""
     grad_clip: float | None = None
@@ -98,7 +101,7 @@ class TrainerConfig:
 class DatasetConfig:
     """One split of a dataset on disk."""
 
-    root: str = "data/coco"
+    root: str = "data/COCO"
     """Dataset root folder."""
     split: str = "train2017"
     """Split name (COCO: train2017/val2017; ImageNet: the train/ or val/ folder)."""
@@ -248,8 +251,9 @@ class OptimizerConfig:
     """SGD Nesterov momentum."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     """Adam/AdamW betas."""
-    no_decay_norm_bias: bool = True
-    """Exclude norm weights and biases from weight decay."""
+    no_decay_norm_bias: bool = False
+    """Exclude norm weights and biases from weight decay (official SGD: no, decay applies to
+    every parameter)."""
 
     def __post_init__(self) -> None:
         _check(self.name in _OPTIMIZERS, f"optimizer.name must be one of {_OPTIMIZERS}")
@@ -289,7 +293,8 @@ class InferenceConfig:
     :class:`hrpose.structures.DecodeParams`' names, defaults and checks (one set of settings)."""
 
     ckpt_path: str | None = None
-    """Checkpoint for eval/predict; None = the run's best.pt."""
+    """Weights `hrpose predict --config` uses when --weights is not given; None = --weights is
+    required (training validates the model it trains and ignores this)."""
     input_size: int = 512
     """Short-side input size for inference."""
     flip: bool = DecodeParams.flip
@@ -332,7 +337,8 @@ class TrackingConfig:
     system_metrics: bool = True
     """Log CPU/RAM/GPU usage through MLflow's system-metrics logging."""
     log_images: bool = True
-    """Log training-sample and prediction images as artifacts."""
+    """Write the first training batch's image and, at every pose validation, predicted skeletons,
+    heatmaps and tags of two validation images to the run folder (and MLflow artifacts)."""
 
 
 @dataclass
@@ -372,8 +378,8 @@ class ClassifierTrainConfig:
     dataloader: DataloaderConfig = field(
         default_factory=lambda: DataloaderConfig(
             batch_size=32,
-            train_ds=DatasetConfig(root="data/imagenet", split="train"),
-            val_ds=DatasetConfig(root="data/imagenet", split="val"),
+            train_ds=DatasetConfig(root="data/ImageNet", split="train"),
+            val_ds=DatasetConfig(root="data/ImageNet", split="val"),
         )
     )
     """Batches and splits."""

@@ -1,8 +1,11 @@
 """ImageNet-layout class folders (``root/<split>/<wnid>/*.JPEG``) and the official presets.
 
-Train: random-resized crop (area 8%-100%, ratio 3/4-4/3) to 224 and a horizontal flip; val:
-short side to 256 then a centre crop of 224; both normalised with the ImageNet mean/std.
-Implemented with opencv and numpy (no torchvision).
+The official HRNet-Image-Classification uses torchvision on PIL images: train
+``RandomResizedCrop(224)`` (area 8%-100%, ratio 3/4-4/3) + ``RandomHorizontalFlip``, val
+``Resize(256)`` + ``CenterCrop(224)``, both normalised with the ImageNet mean/std. These presets
+repeat torchvision's arithmetic (sizes, rounding, crop offsets) and resize with Pillow's
+antialiased bilinear filter, which is what torchvision runs for PIL images; images are decoded
+with Pillow too, as torchvision's ImageFolder does.
 """
 
 from __future__ import annotations
@@ -12,13 +15,24 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
+from PIL import Image
 
-from hrpose.data.coco import DatasetError, read_image_rgb
+from hrpose.data.coco import DatasetError
 from hrpose.data.images import IMAGE_SUFFIXES
 from hrpose.normalization import normalize_image
+
+Box = tuple[int, int, int, int]  # (top, left, height, width) in pixels, torchvision's order
+
+
+def read_pil_rgb(path: str | Path) -> Image.Image:
+    """Decode an image file with Pillow as RGB (torchvision ImageFolder's loader)."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"image file unreadable or corrupt: {path} ({e})") from e
 
 
 class ImageFolder:
@@ -47,7 +61,7 @@ class ImageFolder:
 
     def __getitem__(self, index: int):
         path, label = self.samples[index]
-        image = read_image_rgb(path)
+        image = read_pil_rgb(path)
         if self.transform is not None:
             image = self.transform(image)
         return image, label
@@ -60,46 +74,83 @@ def class_names(root: str | Path, classes: list[str]) -> list[str]:
     return [names.get(c, c) for c in classes]
 
 
+def _pil(image: Image.Image | np.ndarray) -> Image.Image:
+    return image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+
+
+def resized_crop(image: Image.Image | np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
+    """Crop ``box`` then resize to ``size`` (w, h) with Pillow's antialiased bilinear filter."""
+    top, left, h, w = box
+    crop = _pil(image).crop((left, top, left + w, top + h))
+    return np.asarray(crop.resize(size, Image.BILINEAR))
+
+
+def random_crop_box(
+    height: int, width: int, rng: np.random.Generator, min_area: float = 0.08
+) -> Box:
+    """RandomResizedCrop's box: 10 tries at a random area and log-uniform aspect ratio (3/4-4/3);
+    when none fits, the largest centred box whose ratio is within 3/4-4/3 (torchvision's rule)."""
+    area = height * width
+    lo, hi = math.log(3 / 4), math.log(4 / 3)
+    for _ in range(10):
+        target = area * rng.uniform(min_area, 1.0)
+        ratio = math.exp(rng.uniform(lo, hi))
+        w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    in_ratio = width / height
+    if in_ratio < 3 / 4:
+        w, h = width, round(width / (3 / 4))
+    elif in_ratio > 4 / 3:
+        h, w = height, round(height * (4 / 3))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def center_crop_box(height: int, width: int, size: int) -> Box:
+    """CenterCrop's box: offsets ``int(round((side - size) / 2))`` (Python rounds half to even)."""
+    return int(round((height - size) / 2.0)), int(round((width - size) / 2.0)), size, size
+
+
+def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
+    """Resize(short)'s output (w, h): the short side to ``short``, the long side truncated."""
+    if width <= height:
+        return short, int(short * height / width)
+    return int(short * width / height), short
+
+
 @dataclass
 class TrainTransform:
-    """Random-resized crop + flip (official HRNet-Image-Classification training preset)."""
+    """RandomResizedCrop + horizontal flip (official HRNet-Image-Classification training)."""
 
     size: int = 224
     min_area: float = 0.08
     flip: float = 0.5
 
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
+    def __call__(self, image: Image.Image | np.ndarray) -> torch.Tensor:
+        # One draw from torch's generator seeds the rest: the loader seeds it per sample.
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
-        h, w = image.shape[:2]
-        crop = None
-        for _ in range(10):
-            area = h * w * rng.uniform(self.min_area, 1.0)
-            ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
-            cw, ch = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
-            if 0 < cw <= w and 0 < ch <= h:
-                x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-                crop = image[y : y + ch, x : x + cw]
-                break
-        if crop is None:  # centre crop fallback, as torchvision
-            s = min(h, w)
-            crop = image[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-        out = cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        image = _pil(image)
+        box = random_crop_box(image.height, image.width, rng, self.min_area)
+        out = resized_crop(image, box, (self.size, self.size))
         if rng.random() < self.flip:
             out = out[:, ::-1]
-        return normalize_image(out)
+        return normalize_image(np.ascontiguousarray(out))
 
 
 @dataclass
 class ValTransform:
-    """Short side to ``resize`` then a centre ``size`` crop."""
+    """Resize the short side to ``resize`` (antialiased bilinear), then a centre ``size`` crop."""
 
     size: int = 224
     resize: int = 256
 
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        h, w = image.shape[:2]
-        s = self.resize / min(h, w)
-        nh, nw = max(self.size, round(h * s)), max(self.size, round(w * s))
-        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        y, x = (nh - self.size) // 2, (nw - self.size) // 2
-        return normalize_image(image[y : y + self.size, x : x + self.size])
+    def __call__(self, image: Image.Image | np.ndarray) -> torch.Tensor:
+        image = _pil(image)
+        w, h = short_side_size(image.height, image.width, self.resize)
+        resized = image.resize((w, h), Image.BILINEAR)
+        box = center_crop_box(h, w, self.size)
+        top, left = box[:2]
+        crop = resized.crop((left, top, left + self.size, top + self.size))
+        return normalize_image(np.asarray(crop))

@@ -5,6 +5,8 @@ Format (``FORMAT_VERSION`` 1)::
     {"format_version": 1, "task": "pose"|"classifier", "model": state_dict,
      "optimizer": state_dict, "scheduler": {...schedule params...}, "scaler": state_dict|None,
      "epoch": epochs completed, "step": optimizer steps done, "rng": {...},
+     "epoch_batches"/"epoch_seen"/"epoch_sums": progress inside an interrupted epoch (0 at a
+     boundary; older files without them resume at the boundary),
      "config": nested dict, "tracking_run_id": str|None, "metrics": {...}, "best": float|None,
      "extra": {...task data, e.g. class names...}}
 

@@ -4,13 +4,20 @@ A task supplies its model, loader, a step function and a validation function (``
 this module owns everything around them: device, DDP, AMP, channels_last, compile, LR schedule,
 gradient clipping, checkpoints (atomic, exact resume), SIGINT/SIGTERM, NaN stops, progress bars,
 and tracking (MLflow + run-folder files). Only rank 0 writes.
+
+Resume: last.pt after an epoch starts the next one; last.pt saved on SIGINT/SIGTERM holds the
+batch position and the epoch's running sums, and the resumed run continues at the next batch
+(build_loader's sampler starts there; the data do not depend on workers or RNG state), so either
+way the per-step losses equal those of an unbroken run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
+import random
 import signal
 import sys
 import time
@@ -20,10 +27,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from hrpose.config.load import flatten, to_dict, to_yaml
+from hrpose.data.loaders import EpochSampler
 from hrpose.engine import distributed as dist_utils
 from hrpose.engine.checkpoint import (
     load_checkpoint,
@@ -82,6 +91,8 @@ class TaskParts:
     validate: Callable[[nn.Module, StepContext], dict[str, float]] | None
     best_metric: str  # higher is better, e.g. "AP" or "top1"
     sample_image: Callable[[Any], Any] | None = None  # batch -> HxWx3 uint8 for logging
+    # (model, ctx) -> {name: HxWx3 uint8 RGB}: pictures written at every validation
+    val_images: Callable[[nn.Module, StepContext], dict[str, np.ndarray]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # stored in checkpoints
 
 
@@ -175,11 +186,114 @@ def _make_tracker(cfg: Any, run_dir: Path, run_id: str | None) -> NullTracker:
     )
 
 
-def _batches(loader: Any, limit: int | None) -> Iterator[Any]:
-    for i, batch in enumerate(loader):
-        if limit is not None and i >= limit:
-            return
-        yield batch
+@dataclass
+class Progress:
+    """Where training stands. A mid-epoch checkpoint has ``batch`` > 0: the resumed run starts
+    at that batch of epoch ``epoch`` with the sums so far, so its epoch equals an unbroken one."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps done
+    batch: int = 0  # batches done in the current epoch
+    seen: int = 0  # samples this rank trained on in the current epoch
+    sums: dict[str, float] = field(default_factory=dict)  # logged values summed this epoch
+
+    def add(self, values: dict[str, float], samples: int) -> None:
+        self.step, self.batch, self.seen = self.step + 1, self.batch + 1, self.seen + samples
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def next_epoch(self) -> None:
+        self.epoch, self.batch, self.seen, self.sums = self.epoch + 1, 0, 0, {}
+
+
+@dataclass
+class Optimization:
+    """One optimizer step: AMP autocast dtype, loss scaling, clipping, the LR at a position."""
+
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    lr_at: Callable[[float], float]  # fractional epoch -> LR
+    amp_dtype: torch.dtype | None = None
+    grad_clip: float | None = None
+
+    def step(self, loss: Tensor, model: nn.Module) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+
+def epoch_batches(loader: Any, epoch: int, start: int, steps: int) -> Iterator[Any]:
+    """Batches ``start``..``steps`` of ``epoch``. build_loader's sampler starts there directly
+    (nothing read twice); other loaders read and drop the first ``start`` batches."""
+    sampler = getattr(loader, "sampler", None)
+    skip = start
+    if isinstance(sampler, EpochSampler):
+        sampler.set_epoch(epoch, start * loader.batch_size)
+        skip = 0
+    elif hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    # A resume with a shorter epoch than the checkpoint's (e.g. data.repeat lowered) ends it.
+    return itertools.islice(iter(loader), skip, skip + max(0, steps - start))
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Any,
+    train_step: Callable[[nn.Module, Any, StepContext], StepOutput],
+    opt: Optimization,
+    ctx: StepContext,
+    progress: Progress,
+    steps: int,
+    stop: _StopFlag,
+    on_step: Callable[[dict[str, float], float, Any], None] | None = None,
+) -> bool:
+    """Train from ``progress.batch`` to batch ``steps`` of epoch ``progress.epoch``.
+
+    Returns True when a signal stopped it (after a completed step; ``progress`` says where).
+    """
+    model.train()
+    epoch = progress.epoch
+    for batch in epoch_batches(loader, epoch, progress.batch, steps):
+        lr = opt.lr_at(epoch + progress.batch / steps)
+        set_lr(opt.optimizer, lr)
+        with torch.autocast(ctx.device.type, opt.amp_dtype, enabled=opt.amp_dtype is not None):
+            out = train_step(model, batch, ctx)
+        loss = out.loss.float()
+        bad, stopping = dist_utils.any_rank(
+            not bool(torch.isfinite(loss.detach())), stop.signal is not None
+        )
+        if bad:
+            raise TrainingStopped(
+                f"non-finite loss ({float(loss.detach())}) at epoch {epoch + 1}, step "
+                f"{progress.batch + 1}: lower --optimizer.lr (now {lr:g}), enable "
+                "--trainer.grad_clip, or use --trainer.amp=off; last.pt keeps the last good epoch"
+            )
+        opt.step(loss, model)
+        values = {"loss": float(loss.detach()), **{k: float(v) for k, v in out.parts.items()}}
+        progress.add(values, out.batch_size)
+        if on_step is not None:
+            on_step(values, lr, batch)
+        if stopping:
+            return True
+    return False
+
+
+def evaluate(
+    validate: Callable[[nn.Module, StepContext], dict[str, float]],
+    model: nn.Module,
+    ctx: StepContext,
+) -> dict[str, float]:
+    """Run the task's validation in eval mode without gradients; the model returns to train."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            return validate(model, ctx)
+    finally:
+        model.train()
 
 
 def fit(
@@ -188,245 +302,249 @@ def fit(
     task_name: str,
 ) -> FitResult:
     """Train ``cfg`` (a PoseTrainConfig/ClassifierTrainConfig) with the task ``build`` makes."""
-    trainer, setup = cfg.trainer, cfg.setup
-    device = resolve_device(trainer.accelerator)
-    info = dist_utils.init_distributed(trainer.use_DDP, device, trainer.ddp_timeout_s)
-    main = info.is_main
+    device = resolve_device(cfg.trainer.accelerator)
+    info = dist_utils.init_distributed(cfg.trainer.use_DDP, device, cfg.trainer.ddp_timeout_s)
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
-    torch.manual_seed(setup.seed + info.rank)
+    seed_everything(cfg.setup.seed + info.rank)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # tiny activations of a fresh net slow CPU math otherwise
     try:
-        return _fit(cfg, build, task_name, device, info, main)
+        return _Run(cfg, build(device, info), task_name, device, info).train()
     finally:
         dist_utils.cleanup()
 
 
-def _fit(
-    cfg: Any,
-    build: Callable[[torch.device, dist_utils.DistInfo], TaskParts],
-    task_name: str,
-    device: torch.device,
-    info: dist_utils.DistInfo,
-    main: bool,
-) -> FitResult:
-    trainer, setup = cfg.trainer, cfg.setup
-    parts = build(device, info)
-    model = parts.model.to(device)
-    if trainer.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (weight init and anything else that
+    draws from them; the data order and augmentation have their own seeds, see data.loaders)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    torch.manual_seed(seed)
 
-    resume = load_checkpoint(setup.ckpt_path) if setup.ckpt_path else None
-    if resume is not None and resume.get("task") != task_name:
-        raise ValueError(
-            f"{setup.ckpt_path} is a {resume.get('task')!r} checkpoint, not {task_name!r}"
+
+class _Run:
+    """One training run: builds the optimizer, resumes, then alternates epochs and validation."""
+
+    def __init__(self, cfg: Any, parts: TaskParts, task: str, device: torch.device,
+                 info: dist_utils.DistInfo) -> None:  # fmt: skip
+        self.cfg, self.parts, self.task, self.info = cfg, parts, task, info
+        trainer, setup, opt_cfg = cfg.trainer, cfg.setup, cfg.optimizer
+        self.main = info.is_main
+        model = parts.model.to(device)
+        if trainer.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        resume = load_checkpoint(setup.ckpt_path) if setup.ckpt_path else None
+        if resume is not None and resume.get("task") != task:
+            raise ValueError(
+                f"{setup.ckpt_path} is a {resume.get('task')!r} checkpoint, not {task!r}"
+            )
+        if resume is None and setup.pretrained_ckpt_path:
+            from hrpose.models import load_weights
+
+            report = load_weights(model, setup.pretrained_ckpt_path)
+            if self.main:
+                print(f"pretrained weights {setup.pretrained_ckpt_path}: {report.summary()}")
+        groups = param_groups(model, opt_cfg.weight_decay, opt_cfg.no_decay_norm_bias)
+        optimizer = build_optimizer(groups, opt_cfg.name, opt_cfg.lr, opt_cfg.momentum,
+                                    opt_cfg.nesterov, opt_cfg.betas)  # fmt: skip
+        amp = resolve_amp(trainer.amp, device)
+        scaler = torch.amp.GradScaler(
+            device.type, enabled=amp == torch.float16 and device.type == "cuda"
         )
-    if resume is None and setup.pretrained_ckpt_path:
-        from hrpose.models import load_weights
-
-        report = load_weights(model, setup.pretrained_ckpt_path)
-        if main:
-            print(f"pretrained weights {setup.pretrained_ckpt_path}: {report.summary()}")
-
-    groups = param_groups(model, cfg.optimizer.weight_decay, cfg.optimizer.no_decay_norm_bias)
-    opt_cfg = cfg.optimizer
-    optimizer = build_optimizer(
-        groups, opt_cfg.name, opt_cfg.lr, opt_cfg.momentum, opt_cfg.nesterov, opt_cfg.betas
-    )
-    amp_dtype = resolve_amp(trainer.amp, device)
-    scaler = torch.amp.GradScaler(
-        device.type, enabled=amp_dtype == torch.float16 and device.type == "cuda"
-    )
-
-    start_epoch, step, best, run_id = 0, 0, None, None
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        if resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        start_epoch, step, best = resume["epoch"], resume["step"], resume.get("best")
-        run_id = resume.get("tracking_run_id")
-        run_dir = run_dir_of(setup.ckpt_path)
-    else:
-        run_dir = _new_run_dir(setup) if main else Path()
-    run_dir = Path(str(dist_utils.broadcast_object(str(run_dir))))
-
-    train_model: nn.Module = model
-    if trainer.sync_batchnorm and info.enabled:
-        if device.type == "cuda":
-            train_model = nn.SyncBatchNorm.convert_sync_batchnorm(train_model)
-        elif main:
-            print("trainer.sync_batchnorm ignored: SyncBatchNorm needs CUDA devices")
-    if trainer.use_compile:
-        train_model = torch.compile(train_model)
-    if info.enabled:
-        train_model = nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None
+        self.opt = Optimization(optimizer, scaler, self.lr_at, amp, trainer.grad_clip)
+        self.progress, self.best, run_id = Progress(), None, None
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+            optimizer.load_state_dict(resume["optimizer"])
+            if resume.get("scaler"):
+                scaler.load_state_dict(resume["scaler"])
+            self.progress = Progress(
+                resume["epoch"],
+                resume["step"],
+                resume.get("epoch_batches", 0),
+                resume.get("epoch_seen", 0),
+                dict(resume.get("epoch_sums") or {}),
+            )
+            self.best, run_id = resume.get("best"), resume.get("tracking_run_id")
+            run_dir = run_dir_of(setup.ckpt_path)
+        else:
+            run_dir = _new_run_dir(setup) if self.main else Path()
+        self.run_dir = Path(str(dist_utils.broadcast_object(str(run_dir))))
+        self.train_model = self._wrap(model, device)
+        self.tracker = _make_tracker(cfg, self.run_dir, run_id) if self.main else NullTracker()
+        self.files = (
+            RunFiles(self.run_dir, resume["epoch"] if resume else None) if self.main else None
         )
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+            self.tracker.log_params(flatten(to_dict(cfg)))
+            self.tracker.log_artifact(self.run_dir / "config.yaml")
+            p = self.progress
+            where = "new run" if resume is None else f"resuming at epoch {p.epoch + 1}" + (
+                f", batch {p.batch + 1}" if p.batch else "")  # fmt: skip
+            print(f"{task} training, {where}: {self.run_dir} (device {device}, "
+                  f"world {info.world_size})")  # fmt: skip
+        if resume is not None:
+            set_rng_state(resume["rng"])
+        self.ctx = StepContext(device, trainer.channels_last)
+        steps = len(parts.train_loader)
+        self.steps = min(steps, trainer.limit_batches) if trainer.limit_batches else steps
+        self.sample_logged = False
 
-    tracker = _make_tracker(cfg, run_dir, run_id) if main else NullTracker()
-    files = RunFiles(run_dir, resume_epoch=start_epoch if resume else None) if main else None
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
-        tracker.log_params(flatten(to_dict(cfg)))
-        tracker.log_artifact(run_dir / "config.yaml")
-        where = f"resuming at epoch {start_epoch}" if resume else "new run"
-        print(
-            f"{task_name} training, {where}: {run_dir} (device {device}, world {info.world_size})"
-        )
-    if resume is not None:
-        set_rng_state(resume["rng"])
+    def _wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        trainer = self.cfg.trainer
+        if trainer.sync_batchnorm and self.info.enabled:
+            if device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            elif self.main:
+                print("trainer.sync_batchnorm ignored: SyncBatchNorm needs CUDA devices")
+        if trainer.use_compile:
+            model = torch.compile(model)
+        if self.info.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return model
 
-    ctx = StepContext(device, trainer.channels_last)
-    loader = parts.train_loader
-    steps_per_epoch = len(loader)
-    if trainer.limit_batches:
-        steps_per_epoch = min(steps_per_epoch, trainer.limit_batches)
-    sched = cfg.scheduler
-
-    def lr_at(position: float) -> float:
+    def lr_at(self, position: float) -> float:
+        sched, opt_cfg = self.cfg.scheduler, self.cfg.optimizer
         return opt_cfg.lr * lr_factor(
-            position,
-            schedule=sched.name,
-            max_epochs=trainer.max_epochs,
-            milestones=sched.milestones,
-            gamma=sched.gamma,
-            warmup_epochs=sched.warmup_epochs,
-            warmup_factor=sched.warmup_factor,
-            min_factor=sched.min_lr_factor,
-        )
+            position, schedule=sched.name, max_epochs=self.cfg.trainer.max_epochs,
+            milestones=sched.milestones, gamma=sched.gamma, warmup_epochs=sched.warmup_epochs,
+            warmup_factor=sched.warmup_factor, min_factor=sched.min_lr_factor,
+        )  # fmt: skip
 
-    def checkpoint_state(epochs_done: int, metrics: dict[str, float]) -> dict[str, Any]:
+    def checkpoint(self, metrics: dict[str, float]) -> dict[str, Any]:
+        p, opt = self.progress, self.opt
         return {
-            "task": task_name,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "scheduler": {"name": sched.name, "lr": optimizer.param_groups[0]["lr"]},
-            "epoch": epochs_done,
-            "step": step,
+            "task": self.task,
+            "model": self.model.state_dict(),
+            "optimizer": opt.optimizer.state_dict(),
+            "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else None,
+            "scheduler": {
+                "name": self.cfg.scheduler.name,
+                "lr": opt.optimizer.param_groups[0]["lr"],
+            },  # fmt: skip
+            "epoch": p.epoch,
+            "step": p.step,
+            "epoch_batches": p.batch,
+            "epoch_seen": p.seen,
+            "epoch_sums": dict(p.sums),
             "rng": rng_state(),
-            "config": to_dict(cfg),
-            "tracking_run_id": tracker.run_id,
+            "config": to_dict(self.cfg),
+            "tracking_run_id": self.tracker.run_id,
             "metrics": metrics,
-            "best": best,
-            "extra": parts.extra,
+            "best": self.best,
+            "extra": self.parts.extra,
         }
 
-    status, metrics, epoch = "FINISHED", {}, start_epoch
-    ckpt_dir = run_dir / "checkpoints"
-    try:
-        with _StopFlag() as stop:
-            for epoch in range(start_epoch, trainer.max_epochs):
-                sampler = getattr(loader, "sampler", None)
-                if hasattr(sampler, "set_epoch"):
-                    sampler.set_epoch(epoch)
-                model.train()
-                sums: dict[str, float] = {}
-                seen, t0, stopping, i, lr = 0, time.perf_counter(), False, -1, lr_at(epoch)
-                bar = _progress(trainer.progress and main, steps_per_epoch, epoch, trainer)
-                for i, batch in enumerate(_batches(loader, trainer.limit_batches)):
-                    lr = lr_at(epoch + i / steps_per_epoch)
-                    set_lr(optimizer, lr)
-                    with torch.autocast(device.type, amp_dtype, enabled=amp_dtype is not None):
-                        out = parts.train_step(train_model, batch, ctx)
-                    loss = out.loss.float()
-                    loss_value = loss.detach()
-                    bad, stopping = dist_utils.any_rank(
-                        not bool(torch.isfinite(loss_value)), stop.signal is not None
-                    )
-                    if bad:
-                        raise TrainingStopped(
-                            f"non-finite loss ({float(loss_value)}) at epoch {epoch + 1}, "
-                            f"step {i + 1}: "
-                            f"lower --optimizer.lr (now {lr:g}), enable --trainer.grad_clip, or "
-                            "use --trainer.amp=off; last.pt keeps the last good epoch"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if trainer.grad_clip:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    step += 1
-                    seen += out.batch_size
-                    values = {
-                        "loss": float(loss_value),
-                        **{k: float(v) for k, v in out.parts.items()},
-                    }
-                    for k, v in values.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    ips = seen * info.world_size / max(time.perf_counter() - t0, 1e-9)
+    def train(self) -> FitResult:
+        trainer, p = self.cfg.trainer, self.progress
+        status, metrics = "FINISHED", {}
+        try:
+            with _StopFlag() as stop:
+                while p.epoch < trainer.max_epochs:
+                    t0, seen0 = time.perf_counter(), p.seen
+                    bar = _progress(trainer.progress and self.main, self.steps, p.epoch, trainer)
                     if bar is not None:
-                        bar.set_postfix(
-                            loss=f"{values['loss']:.4g}", lr=f"{lr:.2g}", ips=f"{ips:.1f}"
-                        )
-                        bar.update()
-                    if main and step % trainer.log_every == 0:
-                        tracker.log_metrics(
-                            {**{f"step/{k}": v for k, v in values.items()}, "step/lr": lr,
-                             "step/img_per_s": ips}, step)  # fmt: skip
-                    if main and epoch == start_epoch and i == 0 and parts.sample_image:
-                        _log_sample(parts.sample_image, batch, run_dir, tracker, cfg)
-                    if stopping:
+                        bar.update(p.batch)
+                    stopped = train_one_epoch(
+                        self.train_model, self.parts.train_loader, self.parts.train_step,
+                        self.opt, self.ctx, p, self.steps, stop, self._on_step(bar, t0, seen0),
+                    )  # fmt: skip
+                    if bar is not None:
+                        bar.close()
+                    if stopped:
+                        status = "KILLED"
+                        self._save_stopped(metrics)
                         break
-                if bar is not None:
-                    bar.close()
-                if stopping:
-                    status = "KILLED"
-                    if main:
-                        save_checkpoint(ckpt_dir / "last.pt", checkpoint_state(epoch, metrics))
-                        print(
-                            f"stopped during epoch {epoch + 1}; saved {ckpt_dir / 'last.pt'} "
-                            f"(resume with --setup.ckpt_path={ckpt_dir / 'last.pt'}; the "
-                            "interrupted epoch starts again)"
-                        )
-                    break
-                n = max(1, min(steps_per_epoch, i + 1))
-                metrics = dist_utils.reduce_mean({f"train/{k}": v / n for k, v in sums.items()})
-                elapsed = time.perf_counter() - t0
-                metrics["lr"] = lr_at(epoch)
-                metrics["img_per_s"] = seen * info.world_size / max(elapsed, 1e-9)
-                last_epoch = epoch + 1 == trainer.max_epochs
-                if (
-                    parts.validate
-                    and trainer.val_every
-                    and ((epoch + 1) % trainer.val_every == 0 or last_epoch)
-                ):
-                    model.eval()
-                    with torch.no_grad():
-                        metrics.update(parts.validate(model, ctx))
-                improved = False
-                value = metrics.get(parts.best_metric)
-                if value is not None and math.isfinite(value) and (best is None or value > best):
-                    best, improved = value, True
-                if main:
-                    save_checkpoint(ckpt_dir / "last.pt", checkpoint_state(epoch + 1, metrics))
-                    if improved:
-                        save_checkpoint(ckpt_dir / "best.pt", checkpoint_state(epoch + 1, metrics))
-                    assert files is not None
-                    validated = any(k not in ("lr", "img_per_s") and not k.startswith("train/")
-                                    for k in metrics)  # fmt: skip
-                    plot = validated or last_epoch or (epoch + 1) % 10 == 0
-                    files.add_epoch(epoch + 1, metrics, plot=plot)
-                    tracker.log_metrics(metrics, step)
-                    print(_summary_line(epoch, trainer.max_epochs, metrics, elapsed, improved))
-                dist_utils.barrier()
-            else:
-                epoch = trainer.max_epochs
-    except BaseException:
-        tracker.close("FAILED")
-        raise
-    if main:
-        for name in ("epoch_metrics.png", "epoch_metrics.html", "metrics.csv"):
-            if (run_dir / name).exists():
-                tracker.log_artifact(run_dir / name)
-    tracker.close(status)
-    done = epoch if status == "KILLED" else trainer.max_epochs
-    return FitResult(run_dir, done, best, metrics, status)
+                    metrics = self._end_epoch(time.perf_counter() - t0, p.seen - seen0)
+        except BaseException:
+            self.tracker.close("FAILED")
+            raise
+        if self.main:
+            for name in ("epoch_metrics.png", "epoch_metrics.html", "metrics.csv"):
+                if (self.run_dir / name).exists():
+                    self.tracker.log_artifact(self.run_dir / name)
+        self.tracker.close(status)
+        return FitResult(self.run_dir, p.epoch, self.best, metrics, status)
+
+    def _on_step(self, bar: Any, t0: float, seen0: int) -> Callable:
+        trainer, p, world = self.cfg.trainer, self.progress, self.info.world_size
+
+        def on_step(values: dict[str, float], lr: float, batch: Any) -> None:
+            ips = (p.seen - seen0) * world / max(time.perf_counter() - t0, 1e-9)
+            if bar is not None:
+                bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.2g}", ips=f"{ips:.1f}")
+                bar.update()
+            if self.main and p.step % trainer.log_every == 0:
+                logged = {f"step/{k}": v for k, v in values.items()}
+                self.tracker.log_metrics({**logged, "step/lr": lr, "step/img_per_s": ips}, p.step)
+            if self.main and not self.sample_logged and self.parts.sample_image:
+                self.sample_logged = True
+                _log_sample(self.parts.sample_image, batch, self.run_dir, self.tracker, self.cfg)
+
+        return on_step
+
+    def _save_stopped(self, metrics: dict[str, float]) -> None:
+        p = self.progress
+        if not self.main:
+            return
+        last = self.run_dir / "checkpoints" / "last.pt"
+        save_checkpoint(last, self.checkpoint(metrics))
+        print(
+            f"stopped during epoch {p.epoch + 1} after batch {p.batch}/{self.steps}; saved "
+            f"{last} (resume with --setup.ckpt_path={last}: it continues at the next batch)"
+        )
+
+    def _end_epoch(self, elapsed: float, seen: int) -> dict[str, float]:
+        trainer, p, parts = self.cfg.trainer, self.progress, self.parts
+        n = max(1, p.batch)
+        metrics = dist_utils.reduce_mean({f"train/{k}": v / n for k, v in p.sums.items()})
+        metrics["lr"] = self.lr_at(p.epoch)
+        metrics["img_per_s"] = seen * self.info.world_size / max(elapsed, 1e-9)
+        last_epoch = p.epoch + 1 == trainer.max_epochs
+        validating = bool(parts.validate and trainer.val_every
+                          and ((p.epoch + 1) % trainer.val_every == 0 or last_epoch))  # fmt: skip
+        if validating:
+            metrics.update(evaluate(parts.validate, self.model, self.ctx))
+            if self.main and parts.val_images and self.cfg.tracking.log_images:
+                self._val_pictures(p.epoch + 1)
+        improved = False
+        value = metrics.get(parts.best_metric)
+        if value is not None and math.isfinite(value) and (self.best is None or value > self.best):
+            self.best, improved = value, True
+        p.next_epoch()
+        if self.main:
+            ckpt_dir = self.run_dir / "checkpoints"
+            save_checkpoint(ckpt_dir / "last.pt", self.checkpoint(metrics))
+            if improved:
+                save_checkpoint(ckpt_dir / "best.pt", self.checkpoint(metrics))
+            assert self.files is not None
+            plot = validating or last_epoch or p.epoch % 10 == 0
+            self.files.add_epoch(p.epoch, metrics, plot=plot)
+            self.tracker.log_metrics(metrics, p.step)
+            print(_summary_line(p.epoch - 1, trainer.max_epochs, metrics, elapsed, improved))
+        dist_utils.barrier()
+        return metrics
+
+    def _val_pictures(self, epoch: int) -> None:
+        """The task's validation pictures as ``val_images/epoch_NNN_<name>.jpg`` + artifacts."""
+        assert self.parts.val_images is not None
+        try:
+            import cv2
+
+            pictures = evaluate(self.parts.val_images, self.model, self.ctx)
+            folder = self.run_dir / "val_images"
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, image in pictures.items():
+                path = folder / f"epoch_{epoch:03d}_{name}.jpg"
+                cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, ::-1]))
+                self.tracker.log_artifact(path, "val_images")
+        except Exception as e:  # a picture is never worth a failed run
+            log.warning("could not write the validation pictures: %s", e)
 
 
 def _progress(enabled: bool, total: int, epoch: int, trainer: Any) -> Any:

@@ -1,64 +1,53 @@
-"""HigherHRNet on COCO keypoints as a task of the shared training loop."""
+"""HigherHRNet on COCO keypoints as a task of the shared training loop.
+
+The task receives built objects and plain values (cli/train.py wires them from the config):
+the step is forward + loss, validation is COCO AP of a Predictor over the validation split,
+and every validation also draws a few of its images (skeletons, heatmaps, tags).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset
 
-from hrpose.config.schema import PoseTrainConfig
-from hrpose.data.augment import AugmentParams
-from hrpose.data.coco import CocoKeypoints, coco_paths
-from hrpose.data.loaders import build_loader
-from hrpose.data.pipeline import PoseTrainTransform, pad_collate
+from hrpose.data.coco import read_image_rgb
 from hrpose.decode import DecodeParams
 from hrpose.engine import distributed as dist_utils
 from hrpose.engine.loop import StepContext, StepOutput, TaskParts
 from hrpose.evaluation.coco_eval import evaluate_keypoints
 from hrpose.evaluation.pose import image_list, predict_images
 from hrpose.losses import HigherHRNetLoss
-from hrpose.models import HigherHRNet
 from hrpose.normalization import normalize_batch
 from hrpose.predict import Predictor, spec_to_dict
+from hrpose.skeleton import KeypointSpec
+from hrpose.viz.draw import draw_people, heatmap_grid, tag_plot
 
 
-def decode_params(cfg: Any) -> DecodeParams:
-    """DecodeParams from an ``inference`` config section (fields of the same names)."""
-    return DecodeParams.from_object(cfg)
+@dataclass(frozen=True)
+class PoseValidation:
+    """How to validate: the COCO split, the inference geometry and decoding, how much to use."""
+
+    annotation_file: Path
+    images_dir: Path
+    input_size: int
+    params: DecodeParams
+    limit: int | None = None  # first N images only; None = all
+    pictures: int = 2  # images drawn at every validation (0 = none)
 
 
-def build_pose_task(cfg: PoseTrainConfig, device: torch.device, info: Any) -> TaskParts:
-    """Dataset, model, loss, step and COCO-AP validation for ``hrpose train pose``."""
-    d = cfg.data
-    train = cfg.dataloader.train_ds
-    ann, images = coco_paths(train.root, train.split, train.ann_file, train.images_dir)
-    dataset = CocoKeypoints(ann, images)
-    spec = dataset.spec
-    if spec.num_joints != cfg.model.num_joints:
-        raise ValueError(
-            f"{ann} has {spec.num_joints} keypoints but model.num_joints={cfg.model.num_joints}"
-        )
-    aug = None
-    if d.augment:
-        aug = AugmentParams(d.max_rotation, d.min_scale, d.max_scale, d.scale_type,
-                            d.max_translate, d.flip)  # fmt: skip
-    dataset.transform = PoseTrainTransform(
-        spec.flip_index, d.input_size, (d.input_size // 4, d.input_size // 2), d.sigma,
-        d.max_num_people, aug, mirror=d.flip,
-    )  # fmt: skip
-    train_set = dataset if d.repeat == 1 else ConcatDataset([dataset] * d.repeat)
-    loader = build_loader(
-        train_set, cfg.dataloader.batch_size, shuffle=cfg.dataloader.shuffle,
-        num_workers=cfg.dataloader.num_workers,
-        pin_memory=cfg.dataloader.pin_memory and device.type == "cuda", seed=cfg.setup.seed,
-        collate_fn=None if d.augment else pad_collate,  # test geometry: sizes differ per image
-    )  # fmt: skip
-    model = HigherHRNet(cfg.model.width, cfg.model.num_joints)
-    lc = cfg.loss
-    loss_fn = HigherHRNetLoss(spec.num_joints, lc.heatmap_weights, lc.push_weights,
-                              lc.pull_weights, lc.with_ae)  # fmt: skip
+def build_pose_task(
+    model: torch.nn.Module,
+    loader: Any,
+    loss_fn: HigherHRNetLoss,
+    spec: KeypointSpec,
+    validation: PoseValidation | None,
+    info: dist_utils.DistInfo,
+) -> TaskParts:
+    """Step (forward + the official loss) and COCO-AP validation for ``hrpose train pose``."""
 
     def step(m: torch.nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
         image, heatmaps, masks, joints = ctx.to_device(batch)
@@ -66,28 +55,59 @@ def build_pose_task(cfg: PoseTrainConfig, device: torch.device, info: Any) -> Ta
         total, parts = loss_fn(list(outputs), heatmaps, masks, joints)
         return StepOutput(total, parts, image.shape[0])
 
-    val = cfg.dataloader.val_ds
-    val_ann, val_images = coco_paths(val.root, val.split, val.ann_file, val.images_dir)
-    params = decode_params(cfg.inference)
+    def todo() -> list[tuple[int, str]]:
+        assert validation is not None
+        return image_list(validation.annotation_file)[: validation.limit]
+
+    def predictor(m: torch.nn.Module, ctx: StepContext) -> Predictor:
+        assert validation is not None
+        return Predictor(m, spec=spec, input_size=validation.input_size,
+                         params=validation.params, device=ctx.device)  # fmt: skip
 
     def validate(m: torch.nn.Module, ctx: StepContext) -> dict[str, float]:
-        if not val_ann.is_file():
-            return {}
-        predictor = Predictor(m, spec=spec, input_size=cfg.inference.input_size, params=params,
-                              device=ctx.device)  # fmt: skip
-        todo = image_list(val_ann)
-        if cfg.trainer.limit_val_batches:
-            todo = todo[: cfg.trainer.limit_val_batches]
-        mine = predict_images(predictor, todo[info.rank :: info.world_size], val_images)
+        images = todo()
+        mine = predict_images(predictor(m, ctx), images[info.rank :: info.world_size],
+                              validation.images_dir)  # type: ignore[union-attr]  # fmt: skip
         results = [r for part in dist_utils.gather_objects(mine) for r in part]  # type: ignore[union-attr]
         stats: dict[str, float] = {}
         if info.is_main:
-            ids = [i for i, _ in todo]
-            stats, _ = evaluate_keypoints(results, val_ann, image_ids=ids)
+            ids = [i for i, _ in images]
+            stats, _ = evaluate_keypoints(results, validation.annotation_file, image_ids=ids)  # type: ignore[union-attr]
         return dict(dist_utils.broadcast_object(stats))  # type: ignore[arg-type]
+
+    def val_images(m: torch.nn.Module, ctx: StepContext) -> dict[str, np.ndarray]:
+        assert validation is not None
+        return validation_pictures(predictor(m, ctx), todo()[: validation.pictures],
+                                   validation.images_dir)  # fmt: skip
 
     def sample_image(batch: Any) -> np.ndarray:
         return batch[0][0].cpu().numpy()  # (H, W, 3) uint8 RGB, as the loader yields it
 
-    return TaskParts(model, loader, step, validate, "AP", sample_image,
-                     extra={"keypoint_spec": spec_to_dict(spec)})  # fmt: skip
+    usable = validation is not None and validation.annotation_file.is_file()
+    return TaskParts(
+        model,
+        loader,
+        step,
+        validate if usable else None,
+        "AP",
+        sample_image,
+        val_images if usable and validation.pictures else None,  # type: ignore[union-attr]
+        extra={"keypoint_spec": spec_to_dict(spec)},
+    )
+
+
+def validation_pictures(
+    predictor: Predictor, images: list[tuple[int, str]], images_dir: Path
+) -> dict[str, np.ndarray]:
+    """Per image: predicted skeletons, the 1/2-resolution heatmaps and the people's tags (RGB)."""
+    names = list(predictor.spec.names)
+    out: dict[str, np.ndarray] = {}
+    for _, file_name in images:
+        image = read_image_rgb(images_dir / file_name)
+        pred = predictor.predict(image)
+        stem = Path(file_name).stem
+        out[f"{stem}_people"] = draw_people(image, pred.people, predictor.spec)
+        heat = pred.outputs[-1][0, : len(names)].cpu().numpy()
+        out[f"{stem}_heatmaps"] = heatmap_grid(image, heat, names, transform=pred.transform)
+        out[f"{stem}_tags"] = tag_plot(pred.people, names)
+    return out

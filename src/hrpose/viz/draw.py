@@ -148,14 +148,18 @@ def heatmap_grid(
     tile: int = 160,
     *,
     affine: np.ndarray | None = None,
+    transform: object | None = None,
 ) -> np.ndarray:
     """One tile per joint: the heatmap (K, h, w) as a colour overlay on the resized image.
 
-    ``affine``: the (2, 3) map from heatmap pixels to image pixels (:func:`heatmap_affine`), so
-    each peak lands on its image pixel; without it the heatmap is stretched over the image,
-    which is only right when the network input needed no padding.
+    ``affine``: the (2, 3) map from heatmap pixels to image pixels (:func:`heatmap_affine`), or
+    ``transform``: the input's Transform it is built from; either makes each peak land on its
+    image pixel. Without both the heatmap is stretched over the image, which is only right when
+    the network input needed no padding.
     """
     k = heatmaps.shape[0]
+    if affine is None and transform is not None:
+        affine = heatmap_affine(transform, (heatmaps.shape[2], heatmaps.shape[1]))
     rows = int(np.ceil((k + 1) / cols))
     th = max(1, round(tile * image.shape[0] / image.shape[1]))
     base = cv2.resize(image, (tile, th), interpolation=cv2.INTER_AREA)
