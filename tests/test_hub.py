@@ -276,3 +276,16 @@ def test_weights_list(capsys) -> None:
     for name, w in hub.REGISTRY.items():
         assert name in out and w.url in out and w.licence in out and w.metric in out
     assert f"{hub.DEFAULT_POSE}  [default" in out and "not measured by hrpose" in out
+
+
+def test_classifier_weights_by_url(server) -> None:
+    from hrpose.cli.eval_classifier import load_classifier
+    from hrpose.models import HRNetClassifier
+
+    torch.manual_seed(0)
+    state = HRNetClassifier(8, num_classes=3, init_weights=False).state_dict()
+    data = _save(state)
+    sha = hashlib.sha256(data).hexdigest()
+    server.handler.files[f"/w/cls-{sha[:10]}.pth"] = data
+    model, _, _ = load_classifier(f"{server.url}/w/cls-{sha[:10]}.pth")
+    assert torch.equal(model.state_dict()["classifier.weight"], state["classifier.weight"])

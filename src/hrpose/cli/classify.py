@@ -11,7 +11,11 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="hrpose classify", description=__doc__)
     p.add_argument("source", help="an image or a folder of images")
-    p.add_argument("--weights", required=True, help="official HRNet-W32-C or hrpose classifier")
+    p.add_argument(
+        "--weights",
+        required=True,
+        help="official HRNet-W32-C or hrpose classifier, a URL or a registered name",
+    )
     p.add_argument("--labels", help="labels.json from `hrpose prepare imagenet` (wnid -> name)")
     p.add_argument("--output", default=None, help="also write images with the top-5 drawn")
     p.add_argument("--topk", type=int, default=5)

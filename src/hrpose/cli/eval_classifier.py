@@ -8,11 +8,13 @@ from pathlib import Path
 
 
 def load_classifier(weights: str):
-    """HRNetClassifier with architecture and class names from an official or hrpose checkpoint."""
+    """HRNetClassifier with architecture and class names from an official or hrpose checkpoint,
+    a URL or a registered name (``hrpose weights list``)."""
+    from hrpose.hub import resolve_weights
     from hrpose.models import HRNetClassifier, describe_arch, extract_state_dict, load_weights
     from hrpose.models.weights import WeightsError, read_checkpoint
 
-    obj = read_checkpoint(weights)
+    obj = read_checkpoint(resolve_weights(weights))
     state = extract_state_dict(obj)
     arch = describe_arch(state)
     if arch.get("kind") != "HRNetClassifier":
