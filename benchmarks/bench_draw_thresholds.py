@@ -23,7 +23,6 @@ import numpy as np
 from hrpose.config.load import load_config
 from hrpose.config.schema import PoseTrainConfig
 from hrpose.data.images import list_images, read_image
-from hrpose.engine.pose_task import decode_params
 from hrpose.predict import Predictor
 from hrpose.viz.draw import drawn_joints
 from hrpose.viz.video import read_video
@@ -63,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     inf = load_config(PoseTrainConfig, args.config).inference
     predictor = Predictor.from_weights(
-        args.weights, input_size=inf.input_size, params=decode_params(inf), device="cpu"
+        args.weights, input_size=inf.input_size, params=inf.decode_params(), device="cpu"
     )
     sigmas = predictor.spec.sigmas
     ann = json.loads((shared / "coco-mini" / "person_keypoints.json").read_text())
@@ -79,7 +78,7 @@ def main() -> None:
     decoded = sum(len(p) for p, _, _ in mini)
     print(
         f"{args.weights}: input {inf.input_size}, flip {inf.flip}, detection threshold "
-        f"{inf.det_threshold}; coco-mini: {decoded} people decoded for {n_gt} annotated; "
+        f"{inf.detection_threshold}; coco-mini: {decoded} people decoded for {n_gt} annotated; "
         f"examples: {sum(len(p) for _, p in examples)} decoded; street.mp4: "
         f"{sum(len(p) for p in video)} decoded over {len(video)} frames"
     )

@@ -34,7 +34,7 @@ from scipy.optimize import linear_sum_assignment
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from hrpose.data.images import list_images, read_image  # noqa: E402
-from hrpose.decode import DecodeParams, decode, input_size_for  # noqa: E402
+from hrpose.decode import DecodeParams, Transform, decode, input_size_for  # noqa: E402
 from hrpose.models import HigherHRNet  # noqa: E402
 from hrpose.normalization import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from hrpose.predict import Predictor, fast_options  # noqa: E402
@@ -192,7 +192,8 @@ def bench_image(args, device: torch.device, official) -> None:
     for n in (1, 5, 30):
         xy, wh = random_people(n, size, seed=n)
         outs, flips = make_outputs(xy, np.arange(n) * 3.0, (w, h), seed=n)
-        ours = lambda o=outs, f=flips: decode(o, image_size=size, flip_outputs=f)  # noqa: E731
+        tf = [Transform.for_image(size, 512)]
+        ours = lambda o=outs, f=flips, t=tf: decode([o], t, flip_outputs=[f])  # noqa: E731
         d_ours = np.median([_timed(ours, device) for _ in range(3)])
         d_off = None
         if official is not None:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from hrpose.data.imagenet import ValTransform, random_crop_box, read_pil_rgb, resized_crop
-from hrpose.data.pipeline import IMAGENET_MEAN, IMAGENET_STD
+from hrpose.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _to_u8(x: torch.Tensor) -> np.ndarray:
