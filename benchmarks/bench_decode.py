@@ -19,7 +19,6 @@ import os
 import statistics
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from hrpose.decode import Transform, decode, input_size_for  # noqa: E402
-from hrpose.skeleton import COCO17  # noqa: E402
+from official_code import add_official_lib  # noqa: E402
 from synthetic import make_outputs, random_people  # noqa: E402
 
 IMAGE = (640, 480)
@@ -38,15 +37,7 @@ def _official():
     root = os.environ.get("HRPOSE_OFFICIAL")
     if not root:
         return None
-    lib = Path(root) / "lib"
-    sys.path.insert(0, str(lib))
-    for alias, real in (("float", float), ("int", int), ("bool", bool)):
-        if not hasattr(np, alias):
-            setattr(np, alias, real)
-    shim = types.ModuleType("dataset.transforms")
-    shim.FLIP_CONFIG = {"COCO": list(COCO17.flip_index)}
-    sys.modules.setdefault("dataset", types.ModuleType("dataset"))
-    sys.modules["dataset.transforms"] = shim
+    add_official_lib(root)
     from core.group import HeatmapParser
     from core.inference import aggregate_results, get_multi_stage_outputs
     from utils.transforms import get_final_preds, get_multi_scale_size

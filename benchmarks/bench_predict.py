@@ -24,7 +24,6 @@ import os
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +37,10 @@ from hrpose.decode import DecodeParams, Transform, decode, input_size_for  # noq
 from hrpose.models import HigherHRNet  # noqa: E402
 from hrpose.normalization import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from hrpose.predict import Predictor, fast_options  # noqa: E402
-from hrpose.skeleton import COCO17  # noqa: E402
 from hrpose.structures import People  # noqa: E402
 from hrpose.viz.draw import draw_people  # noqa: E402
 from hrpose.viz.video import VideoWriter, read_video  # noqa: E402
+from official_code import add_official_lib  # noqa: E402
 from synthetic import make_outputs, random_people  # noqa: E402
 
 SHARED = Path(os.environ.get("HRPOSE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -54,15 +53,7 @@ class _Cfg(dict):
 
 def _official(root: str, width: int, device: torch.device):
     """(model factory, preprocess, post-process) from a local official checkout."""
-    lib = Path(root) / "lib"
-    sys.path.insert(0, str(lib))
-    for alias, real in (("float", float), ("int", int), ("bool", bool)):
-        if not hasattr(np, alias):
-            setattr(np, alias, real)
-    shim = types.ModuleType("dataset.transforms")
-    shim.FLIP_CONFIG = {"COCO": list(COCO17.flip_index)}
-    sys.modules.setdefault("dataset", types.ModuleType("dataset"))
-    sys.modules["dataset.transforms"] = shim
+    lib = add_official_lib(root)
     from core.group import HeatmapParser
     from core.inference import aggregate_results, get_multi_stage_outputs
     from utils.transforms import get_final_preds, get_multi_scale_size, resize_align_multi_scale
