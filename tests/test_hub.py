@@ -4,10 +4,8 @@ download, cache reuse with the server stopped, resume after a cut, hash mismatch
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
-import threading
 from dataclasses import replace
 
 import numpy as np
@@ -34,64 +32,15 @@ from hrpose.prepare.download import (
     file_problem,
     sha256_from_name,
 )
+from local_http import LocalServer
 
 IMAGE = "000000000785.jpg"
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    break_once: set[str] = set()  # first full response stops half way
-    log: list[tuple[str, str | None]] = []
-
-    def do_GET(self) -> None:  # noqa: N802
-        data = self.files.get(self.path)
-        rng = self.headers.get("Range")
-        self.log.append((self.path, rng))
-        if data is None:
-            self.send_error(404)
-            return
-        start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-        if start >= len(data) > 0:
-            self.send_error(416)
-            return
-        self.send_response(206 if rng else 200)
-        if rng:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.path in self.break_once and start == 0:
-            self.break_once.discard(self.path)
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(2)
-            return
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Server:
-    def __init__(self) -> None:
-        _Handler.files, _Handler.break_once, _Handler.log = {}, set(), []
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.handler = _Handler
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.running = True
-
-    def stop(self) -> None:
-        if self.running:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.running = False
 
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     monkeypatch.setenv("HRPOSE_CACHE", str(tmp_path / "cache"))
-    s = _Server()
+    s = LocalServer()
     yield s
     s.stop()
 

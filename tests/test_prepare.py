@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
-import threading
 import zipfile
 from pathlib import Path
 
@@ -16,51 +14,14 @@ from hrpose.cli import main
 from hrpose.prepare.coco import layout_problems, prepare_coco
 from hrpose.prepare.download import DownloadError, download, extract
 from hrpose.prepare.imagenet import prepare_imagenet
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    break_once: set[str] = set()  # paths whose first full response stops half way
-    ignore_range: set[str] = set()
-    log: list[tuple[str, str | None]] = []
-
-    def do_GET(self) -> None:  # noqa: N802
-        data = self.files.get(self.path)
-        rng = self.headers.get("Range")
-        self.log.append((self.path, rng))
-        if data is None:
-            self.send_error(404)
-            return
-        start = 0
-        if rng and self.path not in self.ignore_range:
-            start = int(rng.split("=")[1].split("-")[0])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.path in self.break_once and start == 0:
-            self.break_once.discard(self.path)
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(2)
-            return
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+from local_http import LocalServer
 
 
 @pytest.fixture
 def server():
-    _Handler.files, _Handler.break_once, _Handler.ignore_range, _Handler.log = {}, set(), set(), []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", _Handler
-    httpd.shutdown()
+    s = LocalServer()
+    yield s.url, s.handler
+    s.stop()
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
