@@ -7,6 +7,9 @@ those match an annotation (COCO OKS >= 0.5, one annotation each, best score firs
 drawn joints are within the OKS "correct" radius (per-joint similarity >= 0.5); and what would be
 drawn on the unannotated examples (one has no person) and the street video. Not a timing; the
 baseline is the first row (person threshold 0, joints 0.1), what was drawn before thresholds.
+A second table does the same for the longest limb drawn (a multiple of the person's median
+limb), at the default thresholds: limbs between two correct joints against the others, and the
+largest such ratio among the annotated people themselves. Its baseline is ``inf`` (no limit).
 
     python benchmarks/bench_draw_thresholds.py [--weights ../shared/data/weights/w8-coco-mini.pt]
 """
@@ -24,12 +27,18 @@ from hrpose.config.load import load_config
 from hrpose.config.schema import PoseTrainConfig
 from hrpose.data.images import list_images, read_image
 from hrpose.predict import Predictor
-from hrpose.viz.draw import drawn_joints
+from hrpose.viz.draw import (
+    JOINT_THRESHOLD,
+    PERSON_THRESHOLD,
+    drawn_joints,
+    drawn_parts,
+)
 from hrpose.viz.video import read_video
 
 REPO = Path(__file__).resolve().parents[1]
 PERSON = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 JOINT = (0.1, 0.2, 0.3, 0.4)
+LIMB = (np.inf, 5.0, 4.0, 3.0, 2.5, 2.0)
 
 
 def joint_similarity(pred: np.ndarray, gt: np.ndarray, area: np.ndarray, sigmas) -> np.ndarray:
@@ -90,7 +99,7 @@ def main() -> None:
         for jt in JOINT:
             drawn = matched = found = ok_joints = n_joints = 0
             for people, gt, area in mini:
-                shown = drawn_joints(people, pt, jt)
+                shown = drawn_joints(people, pt, jt, limb_ratio=np.inf)
                 rows = np.flatnonzero(shown.any(1))
                 drawn += rows.size
                 if rows.size == 0:
@@ -104,15 +113,56 @@ def main() -> None:
                 good = (best >= 0.5) & (m[:, None] >= 0) & (gt[np.maximum(m, 0), :, 2] > 0)
                 ok_joints += int((good & shown[rows]).sum())
                 n_joints += int(shown[rows].sum())
-            ex = [int(drawn_joints(p, pt, jt).any(1).sum()) for _, p in examples]
+            ex = [int(drawn_joints(p, pt, jt, limb_ratio=np.inf).any(1).sum()) for _, p in examples]
             neg = sum(n for (name, _), n in zip(examples, ex, strict=True) if "no_person" in name)
-            vid = [int(drawn_joints(p, pt, jt).any(1).sum()) for p in video]
+            vid = [int(drawn_joints(p, pt, jt, limb_ratio=np.inf).any(1).sum()) for p in video]
             print(
                 f"{pt:6.2f} {jt:6.2f} | {drawn:16d} {matched:6d} {found:9d}/{n_gt:<5d} "
                 f"{ok_joints:6d}/{n_joints:<6d} | {sum(ex):14d} ({neg}) "
                 f"{' '.join(map(str, ex)):>15s} | {np.mean(vid) if vid else 0:.1f}"
             )
     print("examples in order: " + ", ".join(name for name, _ in examples))
+    limb_table(mini, predictor.spec)
+
+
+def correct_joints(people, rows: np.ndarray, gt: np.ndarray, area, sigmas) -> np.ndarray:
+    """(n, K) bool: joints of people ``rows`` within the OKS radius of their matched annotation."""
+    kp, sc = people.keypoints[rows].astype(np.float64), people.scores[rows]
+    m = match(kp, sc, gt, area, sigmas)
+    best = joint_similarity(kp, gt, area, sigmas)[np.arange(len(rows)), np.maximum(m, 0)]
+    return (best >= 0.5) & (m[:, None] >= 0) & (gt[np.maximum(m, 0), :, 2] > 0)
+
+
+def limb_table(mini: list, spec) -> None:
+    """Limbs drawn at each longest-limb ratio: between two correct joints vs not."""
+    limbs = np.asarray(spec.skeleton).reshape(-1, 2)
+    truth = []
+    for _, gt, _ in mini:
+        vis = gt[:, :, 2] > 0
+        pairs = vis[:, limbs[:, 0]] & vis[:, limbs[:, 1]]
+        length = np.linalg.norm(gt[:, limbs[:, 0], :2] - gt[:, limbs[:, 1], :2], axis=2)
+        med = np.nanmedian(np.where(pairs, length, np.nan), axis=1, keepdims=True)
+        truth.append((length / med)[pairs])
+    print(
+        f"\nlongest limb drawn, x the person's median (joints >= {JOINT_THRESHOLD}, people >= "
+        f"{PERSON_THRESHOLD}); the annotated people's own limbs reach "
+        f"{np.concatenate(truth).max():.2f}x"
+    )
+    print("limb ratio | correct limbs drawn | other limbs drawn | joints ok/drawn")
+    for ratio in LIMB:
+        good = bad = ok_joints = n_joints = 0
+        for people, gt, area in mini:
+            joints, drawn = drawn_parts(people, spec, limb_ratio=ratio)
+            rows = np.flatnonzero(joints.any(1))
+            if rows.size == 0:
+                continue
+            ok = correct_joints(people, rows, gt, area, spec.sigmas)
+            both = ok[:, limbs[:, 0]] & ok[:, limbs[:, 1]]
+            good += int((drawn[rows] & both).sum())
+            bad += int((drawn[rows] & ~both).sum())
+            ok_joints += int((ok & joints[rows]).sum())
+            n_joints += int(joints[rows].sum())
+        print(f"{ratio:10.2f} | {good:19d} | {bad:17d} | {ok_joints:6d}/{n_joints}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from hrpose.structures import People
 from hrpose.viz.draw import (
     draw_people,
     drawn_joints,
+    drawn_parts,
     heatmap_affine,
     heatmap_grid,
     person_color,
@@ -72,6 +73,35 @@ def test_low_score_person_and_low_joints_are_not_drawn() -> None:
     assert not draw_people(canvas, unsure, COCO17, person_threshold=0.25).any()
     assert draw_people(canvas, unsure, COCO17, person_threshold=0.05).any()
     assert drawn_joints(unsure, 0.25, 0.3).sum() == 0 and drawn_joints(sure, 0.25, 0.3).sum() == 16
+
+
+def _standing() -> People:
+    """One upright person with COCO proportions (joints x, y) on a 400x400 canvas."""
+    xy = [(200, 40), (193, 33), (207, 33), (184, 38), (216, 38), (175, 80), (225, 80),
+          (165, 125), (235, 125), (160, 165), (240, 165), (185, 170), (215, 170),
+          (183, 240), (217, 240), (182, 310), (218, 310)]  # fmt: skip
+    kp = np.concatenate([np.array(xy, np.float32), np.full((17, 1), 0.9, np.float32)], axis=1)
+    return People(kp[None], np.array([0.9], np.float32), np.ones((1, 17, 1), np.float32))
+
+
+def test_a_joint_grouped_from_another_person_is_not_drawn_with_its_long_limbs() -> None:
+    canvas = np.zeros((400, 400, 3), np.uint8)
+    person = _standing()
+    joints, limbs = drawn_parts(person, COCO17)
+    assert joints.all() and limbs.all()  # real proportions: every limb within 3x the median
+    wrong = People(person.keypoints.copy(), person.scores, person.tags)
+    wrong.keypoints[0, 9, :2] = (390, 380)  # left wrist grouped from someone far away
+    joints, limbs = drawn_parts(wrong, COCO17)
+    arm = [i for i, (a, b) in enumerate(COCO17.skeleton) if 9 in (a, b)]
+    assert len(arm) == 1 and not limbs[0, arm[0]] and limbs[0].sum() == len(COCO17.skeleton) - 1
+    assert not joints[0, 9] and joints[0].sum() == 16
+    out = draw_people(canvas, wrong, COCO17)
+    kp = wrong.keypoints[0]
+    assert not _lit(out, kp[9, :2]) and not _lit(out, (kp[9, :2] + kp[7, :2]) / 2)
+    assert _lit(out, kp[7, :2]) and _lit(out, (kp[7, :2] + kp[5, :2]) / 2)
+    every = draw_people(canvas, wrong, COCO17, limb_ratio=np.inf)
+    assert _lit(every, kp[9, :2]) and _lit(every, (kp[9, :2] + kp[7, :2]) / 2)
+    assert drawn_joints(wrong, 0.25, 0.3).sum() == 16  # the counts say what is drawn
 
 
 def test_colours_follow_the_drawn_people_and_track_ids() -> None:

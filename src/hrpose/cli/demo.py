@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from hrpose.viz.draw import JOINT_THRESHOLD, PERSON_THRESHOLD
+from hrpose.viz.draw import JOINT_THRESHOLD, LIMB_RATIO, PERSON_THRESHOLD
 
 REPO = Path(__file__).resolve().parents[3]
 MIN_AP = 0.5
@@ -182,8 +182,8 @@ def main(argv: list[str]) -> int:
   street video ({"the same" if theirs else "unseen too"}), tracked ids:
       {out / "video" / "street_pose.mp4"}  ({vid[1]} people drawn of {vid[0]} decoded, all frames)
   every folder's predictions.json keeps all decoded people; only people with score >= \
-{PERSON_THRESHOLD} and joints >= {JOINT_THRESHOLD} are drawn (hrpose predict --person-threshold \
---joint-threshold)
+{PERSON_THRESHOLD} and joints >= {JOINT_THRESHOLD} are drawn, and no limb longer than \
+{LIMB_RATIO}x its person's median (hrpose predict --person-threshold --joint-threshold --limb-ratio)
   MLflow store: {Path(args.results_dir) / "mlflow.db"}  (browse: mlflow ui --backend-store-uri \
 sqlite:///{Path(args.results_dir).resolve() / "mlflow.db"})""")
     if args.min_ap is not None and ap < args.min_ap:

@@ -12,7 +12,7 @@ import numpy as np
 
 from hrpose.data.images import ImageReadError, list_images, read_image
 from hrpose.skeleton import KeypointSpec
-from hrpose.viz.draw import JOINT_THRESHOLD, PERSON_THRESHOLD
+from hrpose.viz.draw import JOINT_THRESHOLD, LIMB_RATIO, PERSON_THRESHOLD
 from hrpose.viz.video import VIDEO_SUFFIXES, VideoError
 
 
@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=JOINT_THRESHOLD,
         help=f"draw only joints with at least this score (default {JOINT_THRESHOLD})",
+    )
+    p.add_argument(
+        "--limb-ratio",
+        type=float,
+        default=LIMB_RATIO,
+        help="draw no limb longer than this many times the person's median limb, nor a "
+        "joint whose limbs all are (joints grouped into the wrong person); 'inf' draws "
+        f"all (default {LIMB_RATIO})",
     )
     p.add_argument(
         "--ground-truth",
@@ -178,7 +186,8 @@ def main(argv: list[str]) -> int:
         f"model: {predictor.description}; input {predictor.input_size}, flip {dp.flip}, "
         f"detection threshold {dp.detection_threshold}, tag threshold {dp.tag_threshold}, "
         f"max people {dp.max_people}; drawing people with score >= {args.person_threshold} "
-        f"and joints >= {args.joint_threshold}; writing to {out}"
+        f"and joints >= {args.joint_threshold}, limbs up to {args.limb_ratio}x the person's "
+        f"median; writing to {out}"
     )
     if kind in ("image", "folder"):
         paths = [Path(args.source)] if kind == "image" else list_images(args.source)
@@ -257,14 +266,22 @@ def _names(k: int, spec: KeypointSpec) -> list[str]:
     return list(spec.names) if k == spec.num_joints else [f"joint {i}" for i in range(k)]
 
 
-def _count(people, args: argparse.Namespace) -> int:
+def _drawing(args: argparse.Namespace) -> dict:
+    """The run's drawing settings, as draw_people and drawn_joints take them."""
+    return {
+        "joint_threshold": args.joint_threshold,
+        "person_threshold": args.person_threshold,
+        "limb_ratio": args.limb_ratio,
+    }
+
+
+def _count(people, spec: KeypointSpec, args: argparse.Namespace) -> int:
     """How many of the people are drawn with the run's thresholds."""
     from hrpose.viz.draw import drawn_joints
 
     if len(people) == 0:
         return 0
-    shown = drawn_joints(people, args.person_threshold, args.joint_threshold)
-    return int(shown.any(axis=1).sum())
+    return int(drawn_joints(people, spec=spec, **_drawing(args)).any(axis=1).sum())
 
 
 def _panel(image: np.ndarray, people, truth, spec, args: argparse.Namespace) -> np.ndarray:
@@ -273,15 +290,15 @@ def _panel(image: np.ndarray, people, truth, spec, args: argparse.Namespace) -> 
     from hrpose.tracking import oks
     from hrpose.viz.draw import draw_people, drawn_joints, side_by_side
 
-    shown = drawn_joints(people, args.person_threshold, args.joint_threshold).any(axis=1)
+    shown = drawn_joints(people, spec=spec, **_drawing(args)).any(axis=1)
     ids = np.cumsum(shown) - 1  # the drawn people's numbers, in the colours of *_pose.jpg
     sim = oks(people.keypoints[shown], truth.keypoints, spec.sigmas, threshold=0.5)
     best = sim.argmax(axis=0) if sim.size else np.zeros(len(truth), int)
     hit = sim.max(axis=0) >= 0.5 if sim.size else np.zeros(len(truth), bool)
     truth_ids = np.where(hit, best, int(shown.sum()) + np.cumsum(~hit) - 1)
-    left = draw_people(image, people, spec, ids, args.joint_threshold,
-                       person_threshold=args.person_threshold)  # fmt: skip
-    right = draw_people(image, truth, spec, truth_ids, 0.5, person_threshold=0.0)
+    left = draw_people(image, people, spec, ids, **_drawing(args))
+    right = draw_people(image, truth, spec, truth_ids, 0.5, person_threshold=0.0,
+                        limb_ratio=np.inf)  # fmt: skip
     return side_by_side(
         [left, right],
         [f"prediction: {int(shown.sum())} people drawn of {len(people)} decoded",
@@ -300,10 +317,7 @@ def _images(
     rows: list[dict] = []
     failed: list[str] = []
     decoded = drawn = panels = 0
-    thresholds = {
-        "joint_threshold": args.joint_threshold,
-        "person_threshold": args.person_threshold,
-    }
+    thresholds = _drawing(args)
     bar = tqdm(paths, unit="img", dynamic_ncols=True, disable=len(paths) < 2)
     for n, path in enumerate(bar):
         try:
@@ -322,11 +336,10 @@ def _images(
         _extras(pred, image, path.stem, out, args, predictor.spec)
         rows += _results(pred.people, path.name, _image_id(path.name, n))
         decoded += len(pred.people)
-        drawn += _count(pred.people, args)
+        shown = _count(pred.people, predictor.spec, args)
+        drawn += shown
         if len(paths) == 1:
-            print(
-                f"{path.name}: {len(pred.people)} people decoded, {_count(pred.people, args)} drawn"
-            )
+            print(f"{path.name}: {len(pred.people)} people decoded, {shown} drawn")
     (out / "predictions.json").write_text(json.dumps(rows))
     done = len(paths) - len(failed)
     extra = f", {panels} prediction | ground truth panels *_vs_gt.jpg" if gt is not None else ""
@@ -380,18 +393,9 @@ def _video(predictor, source: str, kind: str, out: Path, args: argparse.Namespac
                     from hrpose.structures import People
 
                     people = People(smoother(people.keypoints, ids), people.scores, people.tags)
-                writer.write(
-                    draw_people(
-                        frame,
-                        people,
-                        predictor.spec,
-                        ids,
-                        args.joint_threshold,
-                        person_threshold=args.person_threshold,
-                    )  # fmt: skip
-                )
+                writer.write(draw_people(frame, people, predictor.spec, ids, **_drawing(args)))
                 if len(people):
-                    shown = drawn_joints(people, args.person_threshold, args.joint_threshold)
+                    shown = drawn_joints(people, spec=predictor.spec, **_drawing(args))
                     drawn_ids.update(int(i) for i in np.asarray(ids)[shown.any(axis=1)])
                     drawn += int(shown.any(axis=1).sum())
                 decoded += len(people)

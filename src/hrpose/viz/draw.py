@@ -1,9 +1,10 @@
 """Pure drawing: new images with skeletons, heatmap grids, tag-embedding plots and panels.
 
 Only what the model is sure of is drawn: people whose score passes a person threshold, and of
-those the joints whose score passes a joint threshold; a limb joins two drawn joints. The
-decoder keeps every person (COCO results need them); drawing all of them shows low-score
-fragments as whole skeletons with limbs across the frame.
+those the joints whose score passes a joint threshold; a limb joins two drawn joints, unless it
+is longer than LIMB_RATIO times the person's median limb (a joint grouped into the wrong
+person). The decoder keeps every person (COCO results need them); drawing all of them shows
+low-score fragments as whole skeletons with limbs across the frame.
 
 Shapes: P people, K joints, T tag dimension, h x w heatmap.
 """
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from hrpose.skeleton import COCO17, KeypointSpec
+from hrpose.skeleton import COCO17, KeypointSpec, builtin_spec_for
 from hrpose.structures import People
 
 # Defaults measured with benchmarks/bench_draw_thresholds.py on the demo model's coco-mini
@@ -26,6 +27,14 @@ from hrpose.structures import People
 # The person score is the official one: the mean of all K joint scores before refinement.
 PERSON_THRESHOLD = 0.25
 JOINT_THRESHOLD = 0.3
+# A limb is drawn only up to this many times the person's median drawn-limb length, and a joint
+# whose every limb is longer is hidden: the decoder groups by tag alone, so a weak model joins
+# joints of different people into one, drawn as lines across the frame. Measured with the same
+# benchmark at the thresholds above: the 12 annotated people's own limbs reach 2.64x their
+# median; at 3x all 138 limbs between two correctly placed joints stay, 29 of the 56 others go
+# (the longest were 14.5x), and 16 of the 36 misplaced joints are hidden with 4 of the 145
+# correct ones. A drawing choice only: predictions.json keeps every joint.
+LIMB_RATIO = 3.0
 
 # Distinct colours for people (RGB), cycled.
 PALETTE = (
@@ -40,16 +49,50 @@ def person_color(index: int) -> tuple[int, int, int]:
     return PALETTE[index % len(PALETTE)]
 
 
+def drawn_parts(
+    people: People,
+    spec: KeypointSpec | None = None,
+    person_threshold: float = PERSON_THRESHOLD,
+    joint_threshold: float = JOINT_THRESHOLD,
+    limb_ratio: float = LIMB_RATIO,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P, K) joints and (P, L) limbs of ``spec.skeleton`` to draw.
+
+    Joints: score >= ``joint_threshold`` of people whose score is >= ``person_threshold``. Limbs:
+    both joints drawn and no longer than ``limb_ratio`` times the person's median such limb; a
+    joint with limbs, all of them too long, is not drawn (``limb_ratio=inf`` keeps them all).
+    """
+    kp = np.asarray(people.keypoints, np.float64)
+    spec = spec if spec is not None else builtin_spec_for(kp.shape[1])
+    if spec is None and np.isfinite(limb_ratio):
+        raise ValueError(f"no built-in keypoint set has {kp.shape[1]} joints: pass spec=")
+    limbs = np.asarray(spec.skeleton if spec else (), dtype=int).reshape(-1, 2)
+    keep = np.asarray(people.scores)[:, None] >= person_threshold
+    joints = (kp[:, :, 2] >= joint_threshold) & keep
+    pairs = joints[:, limbs[:, 0]] & joints[:, limbs[:, 1]]
+    length = np.linalg.norm(kp[:, limbs[:, 0], :2] - kp[:, limbs[:, 1], :2], axis=2)
+    median = np.zeros((len(kp), 1))
+    rows = pairs.any(axis=1)
+    median[rows, 0] = np.nanmedian(np.where(pairs, length, np.nan)[rows], axis=1)
+    drawn = pairs & (length <= limb_ratio * median) if np.isfinite(limb_ratio) else pairs
+    has, kept = np.zeros_like(joints), np.zeros_like(joints)
+    for column in (0, 1):  # joints with candidate limbs / with a drawn limb
+        np.logical_or.at(has, (slice(None), limbs[:, column]), pairs)
+        np.logical_or.at(kept, (slice(None), limbs[:, column]), drawn)
+    return joints & (kept | ~has), drawn
+
+
 def drawn_joints(
     people: People,
     person_threshold: float = PERSON_THRESHOLD,
     joint_threshold: float = JOINT_THRESHOLD,
+    *,
+    spec: KeypointSpec | None = None,
+    limb_ratio: float = LIMB_RATIO,
 ) -> np.ndarray:
-    """(P, K) bool: the joints to draw, i.e. joint score >= ``joint_threshold`` of people whose
-    score is >= ``person_threshold``. A person is drawn when any of its joints is."""
-    kp = np.asarray(people.keypoints)
-    keep = np.asarray(people.scores)[:, None] >= person_threshold
-    return (kp[:, :, 2] >= joint_threshold) & keep
+    """(P, K) bool: the joints :func:`draw_people` draws (see :func:`drawn_parts`; ``spec``
+    defaults to the built-in set with K joints). A person is drawn when any of its joints is."""
+    return drawn_parts(people, spec, person_threshold, joint_threshold, limb_ratio)[0]
 
 
 def _colors(shown: np.ndarray, ids: Sequence[int] | None) -> list[tuple[int, int, int]]:
@@ -68,11 +111,13 @@ def draw_people(
     joint_threshold: float = JOINT_THRESHOLD,
     *,
     person_threshold: float = PERSON_THRESHOLD,
+    limb_ratio: float = LIMB_RATIO,
 ) -> np.ndarray:
     """A copy of the RGB image with the confident people's skeletons, one colour each.
 
     People below ``person_threshold`` and joints below ``joint_threshold`` are not drawn; a limb
-    only joins two drawn joints. ``ids`` (e.g. track ids) pick the colours and label the people.
+    only joins two drawn joints, up to ``limb_ratio`` times the person's median limb (see
+    :func:`drawn_parts`). ``ids`` (e.g. track ids) pick the colours and label the people.
     """
     out = np.ascontiguousarray(image.copy())
     if len(people) == 0:
@@ -82,13 +127,13 @@ def draw_people(
     h, w = out.shape[:2]
     thick = max(1, round(max(h, w) / 400))
     radius = thick + 1
-    shown = drawn_joints(people, person_threshold, joint_threshold)
+    shown, limbs_shown = drawn_parts(people, spec, person_threshold, joint_threshold, limb_ratio)
     colors = _colors(shown, ids)
     pts = np.round(people.keypoints[:, :, :2]).astype(int)
     limbs = np.asarray(spec.skeleton, dtype=int).reshape(-1, 2)
     for i in np.flatnonzero(shown.any(axis=1)):
         ok, p, color = shown[i], pts[i], colors[i]
-        for a, b in limbs[ok[limbs[:, 0]] & ok[limbs[:, 1]]]:
+        for a, b in limbs[limbs_shown[i]]:
             # a dark edge keeps the limb visible on light and busy backgrounds
             cv2.line(out, tuple(p[a]), tuple(p[b]), (0, 0, 0), thick + 2, cv2.LINE_AA)
             cv2.line(out, tuple(p[a]), tuple(p[b]), color, thick, cv2.LINE_AA)
@@ -203,7 +248,13 @@ def tag_plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = drawn_joints(people, person_threshold, joint_threshold) if len(people) else None
+    # every confident joint, also those draw_people leaves out for a too-long limb: their tags
+    # show why the decoder grouped them into that person
+    shown = (
+        drawn_joints(people, person_threshold, joint_threshold, limb_ratio=np.inf)
+        if len(people)
+        else None
+    )
     fig, ax = plt.subplots(figsize=(size[0] / 100, size[1] / 100), dpi=100)
     k = len(names)
     drawn = 0
