@@ -8,6 +8,7 @@ import sys
 import torch
 from torch import nn
 
+from hrpose.cli.train import fit_settings
 from hrpose.config.load import load_config
 from hrpose.config.schema import ClassifierTrainConfig
 from hrpose.engine.loop import StepOutput, TaskParts, fit
@@ -43,5 +44,5 @@ if __name__ == "__main__":
                    "--trainer.use_DDP=True", "--trainer.sync_batchnorm=True",
                    "--trainer.ddp_timeout_s=60"],
     )  # fmt: skip
-    res = fit(cfg, build, "classifier")
+    res = fit(fit_settings(cfg), build, "classifier")
     print(f"rank {os.environ['RANK']} done epochs={res.epochs_done}")

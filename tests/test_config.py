@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hrpose.config.load import ConfigError, flatten, help_text, load_config, to_dict, to_yaml
+from hrpose.config.load import ConfigError, help_text, load_config, to_dict, to_yaml
 from hrpose.config.schema import ClassifierTrainConfig, PoseTrainConfig
+from hrpose.engine.tracking import flatten
 
 
 def test_defaults_follow_official_recipes() -> None:

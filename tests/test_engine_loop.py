@@ -9,15 +9,17 @@ import pytest
 import torch
 from torch import nn
 
+from hrpose.cli.train import fit_settings
 from hrpose.config.load import load_config
 from hrpose.config.schema import ClassifierTrainConfig
 from hrpose.data.loaders import build_loader
 from hrpose.engine.checkpoint import load_checkpoint
 from hrpose.engine.loop import StepOutput, TaskParts, TrainingStopped, fit
+from hrpose.engine.settings import FitSettings
 
 
-def _config(tmp_path, *extra: str) -> ClassifierTrainConfig:
-    return load_config(
+def _config(tmp_path, *extra: str) -> FitSettings:
+    cfg = load_config(
         ClassifierTrainConfig,
         overrides=[
             f"--setup.results_dir={tmp_path}",
@@ -30,6 +32,7 @@ def _config(tmp_path, *extra: str) -> ClassifierTrainConfig:
             *extra,
         ],
     )
+    return fit_settings(cfg)
 
 
 def _builder(nan_at: int | None = None, kill_at: int | None = None, log: list | None = None):

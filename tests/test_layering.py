@@ -37,6 +37,9 @@ LAYERS = {
 }
 # Packages at layer 1 whose modules must not import each other.
 SIBLINGS = {"models", "losses", "decode", "data", "viz", "evaluation"}
+# Packages only cli/ (and the package itself) may import: the config tree becomes values and
+# objects in cli/ alone, so engine/, data/ etc. take plain values (STYLE.md).
+CLI_ONLY = {"config"}
 
 
 def _layer(mod: str) -> int | None:
@@ -80,4 +83,6 @@ def test_imports_point_down():
             top, ttop = mod.split(".")[0], target.split(".")[0]
             if layer == 1 and tlayer == 1 and top != ttop and {top, ttop} <= SIBLINGS:
                 problems.append(f"{mod} imports sibling package {target}")
+            if ttop in CLI_ONLY and top not in ("cli", ttop):
+                problems.append(f"{mod} imports {target}: only cli/ reads the config tree")
     assert not problems, "\n".join(problems)

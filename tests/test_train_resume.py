@@ -10,7 +10,7 @@ import os
 import signal
 from pathlib import Path
 
-from hrpose.cli.train import pose_task
+from hrpose.cli.train import fit_settings, pose_task
 from hrpose.config import PoseTrainConfig
 from hrpose.config.load import load_config
 from hrpose.engine.checkpoint import load_checkpoint
@@ -48,7 +48,7 @@ def _run(cfg: PoseTrainConfig, losses: list[float], kill_at: int | None = None):
         parts.train_step = step
         return parts
 
-    return fit(cfg, build, "pose")
+    return fit(fit_settings(cfg), build, "pose")
 
 
 def test_resume_with_workers_equals_the_straight_run(coco_mini, tmp_path) -> None:

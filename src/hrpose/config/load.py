@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import functools
 import inspect
 import types
 import typing
@@ -242,7 +243,7 @@ def _check_keys(
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """Config dataclass -> plain nested dict (for YAML, checkpoints and MLflow params)."""
+    """Config dataclass -> plain nested dict (for YAML; cli/train.py hands it to the loop)."""
     return dataclasses.asdict(cfg)
 
 
@@ -251,20 +252,10 @@ def to_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> ``{'a.b': v}`` (lists kept as values)."""
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def help_text(cls: type) -> str:
     """One line per key: ``--key=DEFAULT  docstring``."""
-    defaults = flatten(to_dict(cls()))
+    instance = cls()
+    defaults = {key: functools.reduce(getattr, key.split("."), instance) for key in all_keys(cls)}
     docs = field_docs(cls)
     width = max(len(k) for k in defaults) + 3
     lines = []

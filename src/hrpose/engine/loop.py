@@ -3,7 +3,8 @@
 A task supplies its model, loader, a step function and a validation function (``TaskParts``);
 this module owns everything around them: device, DDP, AMP, channels_last, compile, LR schedule,
 gradient clipping, checkpoints (atomic, exact resume), SIGINT/SIGTERM, NaN stops, progress bars,
-and tracking (MLflow + run-folder files). Only rank 0 writes.
+and tracking (MLflow + run-folder files). Only rank 0 writes. It takes plain values
+(``engine.settings.FitSettings``, built by cli/train.py) and never reads the config tree.
 
 Resume: last.pt after an epoch starts the next one; last.pt saved on SIGINT/SIGTERM holds the
 batch position and the epoch's running sums, and the resumed run continues at the next batch
@@ -29,9 +30,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import Tensor, nn
 
-from hrpose.config.load import flatten, to_dict, to_yaml
 from hrpose.data.loaders import EpochSampler
 from hrpose.engine import distributed as dist_utils
 from hrpose.engine.checkpoint import (
@@ -41,8 +42,15 @@ from hrpose.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from hrpose.engine.optim import build_optimizer, lr_factor, param_groups, set_lr
-from hrpose.engine.tracking import MlflowTracker, NullTracker, RunFiles, default_tracking_uri
+from hrpose.engine.optim import build_optimizer, param_groups, set_lr
+from hrpose.engine.settings import FitSettings, LoopSettings, OptimizerSettings, RunSettings
+from hrpose.engine.tracking import (
+    MlflowTracker,
+    NullTracker,
+    RunFiles,
+    default_tracking_uri,
+    flatten,
+)
 
 log = logging.getLogger("hrpose.train")
 
@@ -161,9 +169,9 @@ class FitResult:
     status: str  # FINISHED | KILLED
 
 
-def _new_run_dir(setup: Any) -> Path:
-    name = setup.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(setup.results_dir) / setup.experiment_name / name
+def _new_run_dir(run: RunSettings) -> Path:
+    name = run.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(run.results_dir) / run.experiment_name / name
     if (run_dir / "checkpoints" / "last.pt").exists():
         raise FileExistsError(
             f"{run_dir} already holds a run: resume it with "
@@ -172,17 +180,17 @@ def _new_run_dir(setup: Any) -> Path:
     return run_dir
 
 
-def _make_tracker(cfg: Any, run_dir: Path, run_id: str | None) -> NullTracker:
-    if not cfg.tracking.mlflow:
+def _make_tracker(s: FitSettings, run_dir: Path, run_id: str | None) -> NullTracker:
+    if not s.tracking.mlflow:
         return NullTracker()
-    uri = cfg.tracking.uri or default_tracking_uri(cfg.setup.results_dir)
+    uri = s.tracking.uri or default_tracking_uri(s.run.results_dir)
     return MlflowTracker(
         uri,
-        cfg.setup.experiment_name,
+        s.run.experiment_name,
         run_dir.name,
         run_id=run_id,
-        artifact_root=Path(cfg.setup.results_dir) / "mlartifacts",
-        system_metrics=cfg.tracking.system_metrics,
+        artifact_root=Path(s.run.results_dir) / "mlartifacts",
+        system_metrics=s.tracking.system_metrics,
     )
 
 
@@ -297,20 +305,21 @@ def evaluate(
 
 
 def fit(
-    cfg: Any,
+    settings: FitSettings,
     build: Callable[[torch.device, dist_utils.DistInfo], TaskParts],
     task_name: str,
 ) -> FitResult:
-    """Train ``cfg`` (a PoseTrainConfig/ClassifierTrainConfig) with the task ``build`` makes."""
-    device = resolve_device(cfg.trainer.accelerator)
-    info = dist_utils.init_distributed(cfg.trainer.use_DDP, device, cfg.trainer.ddp_timeout_s)
+    """Train the task ``build`` makes, as ``settings`` say (cli/train.py makes them)."""
+    loop = settings.loop
+    device = resolve_device(loop.accelerator)
+    info = dist_utils.init_distributed(loop.use_ddp, device, loop.ddp_timeout_s)
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
-    seed_everything(cfg.setup.seed + info.rank)
+    seed_everything(settings.run.seed + info.rank)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # tiny activations of a fresh net slow CPU math otherwise
     try:
-        return _Run(cfg, build(device, info), task_name, device, info).train()
+        return _Run(settings, build(device, info), task_name, device, info).train()
     finally:
         dist_utils.cleanup()
 
@@ -323,98 +332,114 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def make_optimization(
+    model: nn.Module,
+    o: OptimizerSettings,
+    lr_at: Callable[[float], float],
+    loop: LoopSettings,
+    device: torch.device,
+) -> Optimization:
+    """The optimizer over ``model``'s parameter groups, the AMP dtype and its loss scaler."""
+    groups = param_groups(model, o.weight_decay, o.no_decay_norm_bias)
+    # The LR is set before every step from lr_at; the start value only fills the groups.
+    optimizer = build_optimizer(groups, o.name, lr_at(0.0), o.momentum, o.nesterov, o.betas)
+    amp = resolve_amp(loop.amp, device)
+    scaler = torch.amp.GradScaler(
+        device.type, enabled=amp == torch.float16 and device.type == "cuda"
+    )
+    return Optimization(optimizer, scaler, lr_at, amp, loop.grad_clip)
+
+
+def _resume_state(ckpt_path: str | None, task: str) -> dict[str, Any] | None:
+    state = load_checkpoint(ckpt_path) if ckpt_path else None
+    if state is not None and state.get("task") != task:
+        raise ValueError(f"{ckpt_path} is a {state.get('task')!r} checkpoint, not {task!r}")
+    return state
+
+
 class _Run:
     """One training run: builds the optimizer, resumes, then alternates epochs and validation."""
 
-    def __init__(self, cfg: Any, parts: TaskParts, task: str, device: torch.device,
+    def __init__(self, s: FitSettings, parts: TaskParts, task: str, device: torch.device,
                  info: dist_utils.DistInfo) -> None:  # fmt: skip
-        self.cfg, self.parts, self.task, self.info = cfg, parts, task, info
-        trainer, setup, opt_cfg = cfg.trainer, cfg.setup, cfg.optimizer
+        self.s, self.parts, self.task, self.info = s, parts, task, info
         self.main = info.is_main
         model = parts.model.to(device)
-        if trainer.channels_last:
+        if s.loop.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        resume = load_checkpoint(setup.ckpt_path) if setup.ckpt_path else None
-        if resume is not None and resume.get("task") != task:
-            raise ValueError(
-                f"{setup.ckpt_path} is a {resume.get('task')!r} checkpoint, not {task!r}"
-            )
-        if resume is None and setup.pretrained_ckpt_path:
+        resume = _resume_state(s.run.ckpt_path, task)
+        if resume is None and s.run.pretrained_ckpt_path:
             from hrpose.models import load_weights
 
-            report = load_weights(model, setup.pretrained_ckpt_path)
+            report = load_weights(model, s.run.pretrained_ckpt_path)
             if self.main:
-                print(f"pretrained weights {setup.pretrained_ckpt_path}: {report.summary()}")
-        groups = param_groups(model, opt_cfg.weight_decay, opt_cfg.no_decay_norm_bias)
-        optimizer = build_optimizer(groups, opt_cfg.name, opt_cfg.lr, opt_cfg.momentum,
-                                    opt_cfg.nesterov, opt_cfg.betas)  # fmt: skip
-        amp = resolve_amp(trainer.amp, device)
-        scaler = torch.amp.GradScaler(
-            device.type, enabled=amp == torch.float16 and device.type == "cuda"
-        )
-        self.opt = Optimization(optimizer, scaler, self.lr_at, amp, trainer.grad_clip)
+                print(f"pretrained weights {s.run.pretrained_ckpt_path}: {report.summary()}")
+        self.opt = make_optimization(model, s.optimizer, s.schedule, s.loop, device)
         self.progress, self.best, run_id = Progress(), None, None
         if resume is not None:
-            model.load_state_dict(resume["model"])
-            optimizer.load_state_dict(resume["optimizer"])
-            if resume.get("scaler"):
-                scaler.load_state_dict(resume["scaler"])
-            self.progress = Progress(
-                resume["epoch"],
-                resume["step"],
-                resume.get("epoch_batches", 0),
-                resume.get("epoch_seen", 0),
-                dict(resume.get("epoch_sums") or {}),
-            )
-            self.best, run_id = resume.get("best"), resume.get("tracking_run_id")
-            run_dir = run_dir_of(setup.ckpt_path)
+            run_id = self._restore(resume)
+            run_dir = run_dir_of(s.run.ckpt_path)  # type: ignore[arg-type]
         else:
-            run_dir = _new_run_dir(setup) if self.main else Path()
+            run_dir = _new_run_dir(s.run) if self.main else Path()
         self.run_dir = Path(str(dist_utils.broadcast_object(str(run_dir))))
         self.train_model = self._wrap(model, device)
-        self.tracker = _make_tracker(cfg, self.run_dir, run_id) if self.main else NullTracker()
+        self.tracker = _make_tracker(s, self.run_dir, run_id) if self.main else NullTracker()
         self.files = (
             RunFiles(self.run_dir, resume["epoch"] if resume else None) if self.main else None
         )
         if self.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
-            self.tracker.log_params(flatten(to_dict(cfg)))
-            self.tracker.log_artifact(self.run_dir / "config.yaml")
-            p = self.progress
-            where = "new run" if resume is None else f"resuming at epoch {p.epoch + 1}" + (
-                f", batch {p.batch + 1}" if p.batch else "")  # fmt: skip
-            print(f"{task} training, {where}: {self.run_dir} (device {device}, "
-                  f"world {info.world_size})")  # fmt: skip
+            self._open_run_folder(resume is not None, device)
         if resume is not None:
             set_rng_state(resume["rng"])
-        self.ctx = StepContext(device, trainer.channels_last)
+        self.ctx = StepContext(device, s.loop.channels_last)
         steps = len(parts.train_loader)
-        self.steps = min(steps, trainer.limit_batches) if trainer.limit_batches else steps
+        limit = s.loop.limit_batches
+        self.steps = min(steps, limit) if limit else steps
         self.sample_logged = False
 
+    def _restore(self, resume: dict[str, Any]) -> str | None:
+        """Weights, optimizer, scaler, progress and best of a checkpoint; its tracking run id."""
+        self.model.load_state_dict(resume["model"])
+        self.opt.optimizer.load_state_dict(resume["optimizer"])
+        if resume.get("scaler"):
+            self.opt.scaler.load_state_dict(resume["scaler"])
+        self.progress = Progress(
+            resume["epoch"],
+            resume["step"],
+            resume.get("epoch_batches", 0),
+            resume.get("epoch_seen", 0),
+            dict(resume.get("epoch_sums") or {}),
+        )
+        self.best = resume.get("best")
+        return resume.get("tracking_run_id")
+
+    def _open_run_folder(self, resuming: bool, device: torch.device) -> None:
+        """Write config.yaml, log it and the parameters, and say where the run stands."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config_file = self.run_dir / "config.yaml"
+        config_file.write_text(yaml.safe_dump(self.s.config, sort_keys=False))
+        self.tracker.log_params(flatten(self.s.config))
+        self.tracker.log_artifact(config_file)
+        p = self.progress
+        where = "new run" if not resuming else f"resuming at epoch {p.epoch + 1}" + (
+            f", batch {p.batch + 1}" if p.batch else "")  # fmt: skip
+        print(f"{self.task} training, {where}: {self.run_dir} (device {device}, "
+              f"world {self.info.world_size})")  # fmt: skip
+
     def _wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
-        trainer = self.cfg.trainer
-        if trainer.sync_batchnorm and self.info.enabled:
+        loop = self.s.loop
+        if loop.sync_batchnorm and self.info.enabled:
             if device.type == "cuda":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             elif self.main:
                 print("trainer.sync_batchnorm ignored: SyncBatchNorm needs CUDA devices")
-        if trainer.use_compile:
+        if loop.use_compile:
             model = torch.compile(model)
         if self.info.enabled:
             ids = [device.index] if device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         return model
-
-    def lr_at(self, position: float) -> float:
-        sched, opt_cfg = self.cfg.scheduler, self.cfg.optimizer
-        return opt_cfg.lr * lr_factor(
-            position, schedule=sched.name, max_epochs=self.cfg.trainer.max_epochs,
-            milestones=sched.milestones, gamma=sched.gamma, warmup_epochs=sched.warmup_epochs,
-            warmup_factor=sched.warmup_factor, min_factor=sched.min_lr_factor,
-        )  # fmt: skip
 
     def checkpoint(self, metrics: dict[str, float]) -> dict[str, Any]:
         p, opt = self.progress, self.opt
@@ -424,7 +449,7 @@ class _Run:
             "optimizer": opt.optimizer.state_dict(),
             "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else None,
             "scheduler": {
-                "name": self.cfg.scheduler.name,
+                "name": self.s.schedule.name,
                 "lr": opt.optimizer.param_groups[0]["lr"],
             },  # fmt: skip
             "epoch": p.epoch,
@@ -433,7 +458,7 @@ class _Run:
             "epoch_seen": p.seen,
             "epoch_sums": dict(p.sums),
             "rng": rng_state(),
-            "config": to_dict(self.cfg),
+            "config": self.s.config,
             "tracking_run_id": self.tracker.run_id,
             "metrics": metrics,
             "best": self.best,
@@ -441,13 +466,14 @@ class _Run:
         }
 
     def train(self) -> FitResult:
-        trainer, p = self.cfg.trainer, self.progress
+        loop, p = self.s.loop, self.progress
         status, metrics = "FINISHED", {}
         try:
             with _StopFlag() as stop:
-                while p.epoch < trainer.max_epochs:
+                while p.epoch < loop.max_epochs:
                     t0, seen0 = time.perf_counter(), p.seen
-                    bar = _progress(trainer.progress and self.main, self.steps, p.epoch, trainer)
+                    bar = _progress(loop.progress and self.main, self.steps, p.epoch,
+                                    loop.max_epochs)  # fmt: skip
                     if bar is not None:
                         bar.update(p.batch)
                     stopped = train_one_epoch(
@@ -472,19 +498,20 @@ class _Run:
         return FitResult(self.run_dir, p.epoch, self.best, metrics, status)
 
     def _on_step(self, bar: Any, t0: float, seen0: int) -> Callable:
-        trainer, p, world = self.cfg.trainer, self.progress, self.info.world_size
+        log_every, p, world = self.s.loop.log_every, self.progress, self.info.world_size
+        log_images = self.s.tracking.log_images
 
         def on_step(values: dict[str, float], lr: float, batch: Any) -> None:
             ips = (p.seen - seen0) * world / max(time.perf_counter() - t0, 1e-9)
             if bar is not None:
                 bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.2g}", ips=f"{ips:.1f}")
                 bar.update()
-            if self.main and p.step % trainer.log_every == 0:
+            if self.main and p.step % log_every == 0:
                 logged = {f"step/{k}": v for k, v in values.items()}
                 self.tracker.log_metrics({**logged, "step/lr": lr, "step/img_per_s": ips}, p.step)
-            if self.main and not self.sample_logged and self.parts.sample_image:
+            if self.main and log_images and not self.sample_logged and self.parts.sample_image:
                 self.sample_logged = True
-                _log_sample(self.parts.sample_image, batch, self.run_dir, self.tracker, self.cfg)
+                _log_sample(self.parts.sample_image, batch, self.run_dir, self.tracker)
 
         return on_step
 
@@ -500,17 +527,17 @@ class _Run:
         )
 
     def _end_epoch(self, elapsed: float, seen: int) -> dict[str, float]:
-        trainer, p, parts = self.cfg.trainer, self.progress, self.parts
+        loop, p, parts = self.s.loop, self.progress, self.parts
         n = max(1, p.batch)
         metrics = dist_utils.reduce_mean({f"train/{k}": v / n for k, v in p.sums.items()})
-        metrics["lr"] = self.lr_at(p.epoch)
+        metrics["lr"] = self.opt.lr_at(p.epoch)
         metrics["img_per_s"] = seen * self.info.world_size / max(elapsed, 1e-9)
-        last_epoch = p.epoch + 1 == trainer.max_epochs
-        validating = bool(parts.validate and trainer.val_every
-                          and ((p.epoch + 1) % trainer.val_every == 0 or last_epoch))  # fmt: skip
+        last_epoch = p.epoch + 1 == loop.max_epochs
+        validating = bool(parts.validate and loop.val_every
+                          and ((p.epoch + 1) % loop.val_every == 0 or last_epoch))  # fmt: skip
         if validating:
             metrics.update(evaluate(parts.validate, self.model, self.ctx))
-            if self.main and parts.val_images and self.cfg.tracking.log_images:
+            if self.main and parts.val_images and self.s.tracking.log_images:
                 self._val_pictures(p.epoch + 1)
         improved = False
         value = metrics.get(parts.best_metric)
@@ -526,7 +553,7 @@ class _Run:
             plot = validating or last_epoch or p.epoch % 10 == 0
             self.files.add_epoch(p.epoch, metrics, plot=plot)
             self.tracker.log_metrics(metrics, p.step)
-            print(_summary_line(p.epoch - 1, trainer.max_epochs, metrics, elapsed, improved))
+            print(_summary_line(p.epoch - 1, loop.max_epochs, metrics, elapsed, improved))
         dist_utils.barrier()
         return metrics
 
@@ -547,12 +574,12 @@ class _Run:
             log.warning("could not write the validation pictures: %s", e)
 
 
-def _progress(enabled: bool, total: int, epoch: int, trainer: Any) -> Any:
+def _progress(enabled: bool, total: int, epoch: int, max_epochs: int) -> Any:
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=f"epoch {epoch + 1}/{trainer.max_epochs}", leave=False,
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{max_epochs}", leave=False,
                 dynamic_ncols=True)  # fmt: skip
 
 
@@ -569,9 +596,7 @@ def _summary_line(
     )
 
 
-def _log_sample(fn: Callable, batch: Any, run_dir: Path, tracker: NullTracker, cfg: Any) -> None:
-    if not cfg.tracking.log_images:
-        return
+def _log_sample(fn: Callable, batch: Any, run_dir: Path, tracker: NullTracker) -> None:
     try:
         import cv2
 

@@ -47,7 +47,11 @@ def build_pose_task(
     validation: PoseValidation | None,
     info: dist_utils.DistInfo,
 ) -> TaskParts:
-    """Step (forward + the official loss) and COCO-AP validation for ``hrpose train pose``."""
+    """Step (forward + the official loss) and COCO-AP validation for ``hrpose train pose``.
+
+    Under DDP each rank predicts every ``world_size``-th validation image, without the padding
+    a DistributedSampler adds, so rank 0 evaluates each image exactly once.
+    """
 
     def step(m: torch.nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
         image, heatmaps, masks, joints = ctx.to_device(batch)

@@ -31,6 +31,17 @@ def default_tracking_uri(results_dir: str | Path) -> str:
     return f"sqlite:///{path}"
 
 
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{'a.b': v}`` (lists kept as values): a config as MLflow params."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 class NullTracker:
     """Accepts every call and records nothing (non-zero ranks, tracking off, tests)."""
 
