@@ -12,7 +12,8 @@ contiguous fp32, two forwards, as ``tools/valid.py``; "default" is ``Predictor()
 (as bench_decode.py) through hrpose's decoder and the official post-processing
 (``get_multi_stage_outputs``, ``aggregate_results``, ``HeatmapParser``, ``get_final_preds``).
 Whole image = network + decode; each part is printed so it can be rerun after decoder changes.
-Video: frames decoded with PyAV, predicted, drawn and encoded to H.264, end to end.
+Video: frames decoded with PyAV, predicted (``--batch-frames``: that many frames per network
+batch for hrpose), drawn and encoded to H.264, end to end.
 Keypoints: w8-coco-mini.pt (real peaks) on coco-mini and the examples, each path against fp32.
 """
 
@@ -227,9 +228,12 @@ def bench_video(args, device: torch.device, official) -> None:
                 kp = np.stack([np.asarray(r, np.float32)[:, :3] for r in res])
             return People(kp, np.array(scores, np.float32), kp[..., :1] * 0)
 
-        runners["official"] = off_predict
+        runners["official"] = (lambda frames: [off_predict(f) for f in frames], 1)
+    sizes = [int(b) for b in args.batch_frames.split(",")]
     for name, p in _predictors(model, device, not args.no_fast).items():
-        runners[name] = p
+        for b in sizes:
+            label = name if sizes == [1] else f"{name}, {b} frame(s)/batch"
+            runners[label] = (lambda frames, p=p: [q.people for q in p.predict_batch(frames)], b)
     h, w = frames[0].shape[:2]
     weights = args.weights or "random (decode sees few peaks)"
     print(f"\nvideo {Path(args.video).name}: {len(frames)} frames {w}x{h}, W{args.width} at 512 "
@@ -239,18 +243,31 @@ def bench_video(args, device: torch.device, official) -> None:
         with VideoWriter(src, 25) as writer:  # the resized clip, so decoding is part of the run
             for f in frames:
                 writer.write(f)
-        for name, predict in runners.items():
-            predict(frames[0])  # warm-up (and compilation)
+        for name, (predict, batch) in runners.items():
+            predict(frames[:batch])  # warm-up (and compilation) at the timed batch size
             _sync(device)
             t0 = CLOCK["now"]()
             n = 0
             with VideoWriter(Path(tmp) / "out.mp4", 25) as writer:
-                for frame in read_video(src):
-                    writer.write(draw_people(frame, predict(frame)))
-                    n += 1
+                for chunk in _chunks(read_video(src), batch):
+                    for frame, people in zip(chunk, predict(chunk), strict=True):
+                        writer.write(draw_people(frame, people))
+                        n += 1
             _sync(device)
             fps = n / (CLOCK["now"]() - t0)
             print(f"  {name:<40} {fps:6.2f} frames/s end to end (decode, network, draw, encode)")
+
+
+def _chunks(frames, size: int):
+    """Lists of ``size`` consecutive frames (the last one shorter)."""
+    chunk: list[np.ndarray] = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _person_diffs(a: People, b: People, min_score: float) -> np.ndarray:
@@ -312,6 +329,12 @@ def main() -> None:
     parser.add_argument("--video", default=str(SHARED / "video" / "street.mp4"))
     parser.add_argument("--video-size", default="640x480", help="WxH the frames are resized to")
     parser.add_argument("--frames", type=int, default=5)
+    parser.add_argument(
+        "--batch-frames",
+        default="1",
+        help="video: comma list of frames per network batch for hrpose (Predictor.predict_batch, "
+        "hrpose predict --batch-frames), e.g. 1,2,8; the official path runs one frame at a time",
+    )
     parser.add_argument("--weights", default=None, help="W32 weights for the video (real people)")
     parser.add_argument(
         "--clock",

@@ -82,3 +82,26 @@ def test_predict_cli_with_onnxruntime(exported, coco_mini, tmp_path) -> None:
     assert len(a) == len(b) >= 1
     for ra, rb in zip(a, b, strict=True):
         assert np.abs(np.array(ra["keypoints"]) - np.array(rb["keypoints"])).max() < 0.05
+
+
+def test_export_leaves_the_model_in_eval_mode(tmp_path) -> None:
+    """torch.onnx.export restores the wrapper's mode on the model: it must stay in eval mode, or
+    its BatchNorms switch to batch statistics after an export (and the outputs change)."""
+    from hrpose.export import export_onnx
+    from hrpose.models import HigherHRNet
+    from hrpose.skeleton import COCO17
+
+    torch.manual_seed(0)
+    model = HigherHRNet(8).eval()
+    for m in model.modules():  # non-trivial running statistics, so train mode would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.5)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+    export_onnx(model, tmp_path / "m.onnx", COCO17, input_size=64)
+    assert not any(m.training for m in model.modules())
+    with torch.no_grad():
+        after = model(x)
+    for a, b in zip(before, after, strict=True):
+        torch.testing.assert_close(a, b)

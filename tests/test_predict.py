@@ -166,6 +166,39 @@ def test_cli_video_tracks_and_smooths_people(trained, coco_mini, annotations, tm
     assert np.abs(raw[1:] - smooth[1:]).max() > 0.5  # and filters the rest
 
 
+def test_cli_video_batches_frames_with_the_same_predictions(trained, coco_mini, tmp_path) -> None:
+    """--batch-frames 3 on 4 frames (a batch of 3, then 1) writes what the CPU default (one frame
+    per batch) writes: people, scores, track ids and smoothing in frame order."""
+    source = tmp_path / "walk.mp4"
+    _shifted_video(coco_mini, source, frames=4, step=2.0)
+    sizes: list[int] = []
+    batch = Predictor.predict_batch
+
+    def spy(self, images):
+        sizes.append(len(images))
+        return batch(self, images)
+
+    runs = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Predictor, "predict_batch", spy)
+        for name, extra in (("default", []), ("3", ["--batch-frames", "3"])):
+            out = tmp_path / name
+            rc = main(["predict", str(source), "--weights", str(trained), "--config", str(CONFIG),
+                       "--output", str(out), "--device", "cpu", "--smooth", *extra])  # fmt: skip
+            assert rc == 0
+            runs[name] = json.loads((out / "predictions.json").read_text())
+    assert sizes == [1, 1, 1, 1, 3, 1]  # the default on a CPU is one frame per batch
+    one, three = runs["default"], runs["3"]
+    assert len(one) == len(three) > 4 and {r["frame"] for r in three} == set(range(4))
+    for a, b in zip(one, three, strict=True):  # same order: frame, then decoder order
+        assert (a["frame"], a["track_id"], a["image_id"]) == (b["frame"], b["track_id"],
+                                                             b["image_id"])  # fmt: skip
+        np.testing.assert_allclose(a["keypoints"], b["keypoints"], atol=1e-2)
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+    with pytest.raises(SystemExit, match="--batch-frames must be >= 1"):
+        main(["predict", str(source), "--weights", "random", "--batch-frames", "0"])
+
+
 def test_cli_errors(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit, match="weights file not found"):
         main(["predict", str(tmp_path), "--weights", str(tmp_path / "none.pth")])

@@ -138,3 +138,47 @@ def test_cli_speed_options_reach_the_predictor(shared_data, monkeypatch) -> None
     both = ["--weights", weights, "--device", "cpu", "--precision", "bf16", "--compile"]
     chosen = _predictor(_parser().parse_args([src, *both]))
     assert chosen.precision == "bf16" and hasattr(chosen.network, "_orig_mod")
+
+
+def _frames(shared_data, n: int = 3) -> list[np.ndarray]:
+    """``n`` same-size frames of a coco-mini image, each shifted a few pixels (real people)."""
+    import cv2
+
+    image = read_image(shared_data / "coco-mini" / "images" / "000000197388.jpg")
+    h, w = image.shape[:2]
+    shifts = [np.float32([[1, 0, 3 * t], [0, 1, -2 * t]]) for t in range(n)]
+    return [cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE) for m in shifts]
+
+
+@pytest.mark.parametrize("batch_flip", [False, True])
+def test_predict_batch_equals_one_frame_at_a_time(shared_data, batch_flip) -> None:
+    """w8-coco-mini on 3 frames with flip: one network batch gives each frame's own people."""
+    weights = shared_data / "weights" / "w8-coco-mini.pt"
+    params = DecodeParams(flip=True, detection_threshold=0.3)
+    pred = Predictor.from_weights(weights, input_size=192, params=params, batch_flip=batch_flip)
+    frames = _frames(shared_data)
+    calls = []
+    run = pred._run
+    pred._run = lambda batch: calls.append(batch.shape[0]) or run(batch)
+    batched = pred.predict_batch(frames)
+    assert calls == ([6] if batch_flip else [3, 3])  # the frames (and mirrors) in one batch
+    singles = [pred.predict(f) for f in frames]
+    assert len(batched) == 3
+    for got, want in zip(batched, singles, strict=True):
+        assert len(want.people) >= 5 and len(got.people) == len(want.people)
+        np.testing.assert_allclose(got.people.keypoints, want.people.keypoints, atol=1e-3)
+        np.testing.assert_allclose(got.people.scores, want.people.scores, atol=1e-5)
+        assert got.outputs[1].shape == want.outputs[1].shape
+        assert got.transform == want.transform
+    # each frame decodes its own maps: the shifted frames give shifted people
+    a, b = batched[0].people.keypoints, batched[1].people.keypoints
+    assert not np.allclose(a[0, :, :2], b[0, :, :2])
+    assert pred.predict_batch([]) == []
+    with pytest.raises(ValueError, match="one size"):
+        pred.predict_batch([frames[0], frames[0][:-8]])
+
+
+def test_batch_frames_default_is_per_device() -> None:
+    assert predict_mod.default_batch_frames("cpu") == 1  # a batch of 2 was slower on this CPU
+    assert predict_mod.default_batch_frames("cuda") > 1
+    assert predict_mod.default_batch_frames("mps") == 1  # not measured: one frame at a time

@@ -40,7 +40,7 @@ def export_onnx(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = _Outputs(model.eval().cpu())
+    wrapped = _Outputs(model.eval().cpu()).eval()  # export restores this mode on the model
     dummy = torch.zeros(1, 3, input_size, input_size)
     torch.onnx.export(
         wrapped,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,17 @@ def fast_options(device: str | torch.device = "cpu") -> dict[str, Any]:
     """
     del device  # one answer today; the device stays in the signature for per-device choices
     return {"compile": True}
+
+
+# Video frames per network batch (``hrpose predict --batch-frames``), chosen per device type: on
+# this project's CPU a batch of 2 ran slower than two single forwards (benchmarks/README.md); on
+# CUDA, batches fill the GPU between the per-frame host work (8: chosen, not yet measured).
+BATCH_FRAMES = {"cpu": 1, "cuda": 8}
+
+
+def default_batch_frames(device: str | torch.device = "cpu") -> int:
+    """Frames per network batch for a video on ``device`` (1 for device types not measured)."""
+    return BATCH_FRAMES.get(torch.device(device).type, 1)
 
 
 @dataclass
@@ -225,24 +237,37 @@ class Predictor:
         kwargs.setdefault("input_size", int(meta.get("input_size", 512)))
         return cls(_OnnxModel(session), spec=spec or COCO17, description=f"ONNX {path}", **kwargs)
 
-    @torch.inference_mode()
     def forward(self, image: np.ndarray) -> tuple[list, list | None, list[torch.Tensor]]:
         """Network outputs (float32) per scale for the image and (flip test) its mirror."""
-        outs, flips = [], []
+        return self.forward_batch([image])[0]
+
+    @torch.inference_mode()
+    def forward_batch(
+        self, images: Sequence[np.ndarray]
+    ) -> list[tuple[list, list | None, list[torch.Tensor]]]:
+        """``forward`` of each same-size image, as one network batch per scale (with the mirrors
+        in the same batch when ``batch_flip``), so a GPU runs few large calls instead of many."""
+        n = len(images)
+        if len({np.shape(im) for im in images}) > 1:
+            raise ValueError("forward_batch needs images of one size; got several")
+        outs: list[list] = [[] for _ in range(n)]
+        flips: list[list] = [[] for _ in range(n)]
         min_scale = min(self.params.scales)
         for s in self.params.scales:
-            x, _ = preprocess(image, self.input_size, s, min_scale)
-            batch = x[None].to(self.device)
+            batch = torch.stack([preprocess(im, self.input_size, s, min_scale)[0] for im in images])
+            batch = batch.to(self.device)
             if self.params.flip and self.batch_flip:
                 y = self._run(torch.cat([batch, torch.flip(batch, [3])]))
-                outs.append([t[:1] for t in y])
-                flips.append([t[1:] for t in y])
+                y, y_flip = [t[:n] for t in y], [t[n:] for t in y]
             else:
-                outs.append(self._run(batch))
-                if self.params.flip:
-                    flips.append(self._run(torch.flip(batch, [3])))
-        first = outs[self.params.scales.index(1.0)]
-        return outs, (flips if self.params.flip else None), first
+                y = self._run(batch)
+                y_flip = self._run(torch.flip(batch, [3])) if self.params.flip else []
+            for i in range(n):  # per image: views of the batch, batch 1 as decode expects
+                outs[i].append([t[i : i + 1] for t in y])
+                flips[i].append([t[i : i + 1] for t in y_flip])
+        first = self.params.scales.index(1.0)
+        flip = self.params.flip
+        return [(o, f if flip else None, o[first]) for o, f in zip(outs, flips, strict=True)]
 
     def _run(self, batch: torch.Tensor) -> list[torch.Tensor]:
         """One network call with the configured memory format and precision; float32 out."""
@@ -257,19 +282,32 @@ class Predictor:
 
     def predict(self, image: np.ndarray) -> Prediction:
         """People (original image pixels) and the scale-1 outputs for one RGB uint8 image."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}"
-            )
-        outs, flips, first = self.forward(image)
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        """``predict`` of each same-size RGB uint8 image (e.g. video frames) with one network
+        batch per scale; the same people as one ``predict`` call per image."""
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(
+                    f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}"
+                )
+        if not images:
+            return []
         min_scale = min(self.params.scales)
-        size = (image.shape[1], image.shape[0])
+        size = (images[0].shape[1], images[0].shape[0])
         # the geometry preprocess used, one Transform per scale (cheap: no warp)
         transforms = [
             Transform.for_image(size, self.input_size, s, min_scale) for s in self.params.scales
         ]
-        people = decode(outs, transforms, flip_outputs=flips, spec=self.spec, params=self.params)
-        return Prediction(people, first, transforms[self.params.scales.index(1.0)])
+        scale1 = transforms[self.params.scales.index(1.0)]
+        preds = []
+        for outs, flips, first in self.forward_batch(images):
+            people = decode(
+                outs, transforms, flip_outputs=flips, spec=self.spec, params=self.params
+            )
+            preds.append(Prediction(people, first, scale1))
+        return preds
 
     def __call__(self, image: np.ndarray) -> People:
         return self.predict(image).people
