@@ -39,6 +39,14 @@ def _resize(x: Tensor, size_hw: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size_hw, mode="bilinear", align_corners=False)
 
 
+def _resize_as_points(x: Tensor, size_hw: tuple[int, int]) -> Tensor:
+    """:func:`_resize` of (1, C, h, w) float32 maps equal to :func:`bilinear_at` on them: torch's
+    CPU kernel takes another path for exactly 3 channels, so those are resized with a fourth."""
+    if x.shape[1] != 3:
+        return _resize(x, size_hw)
+    return _resize(torch.cat([x, x[:, :1]], 1), size_hw)[:, :3]
+
+
 def _fma(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     """float32 ``a * b + c`` rounded once (a float64 product of float32 values is exact)."""
     return (a.double() * b.double() + c.double()).float()
@@ -192,13 +200,14 @@ class TagSource:
         joints in one call) and mirrored; point values read from them equal the nested ones."""
         out = []
         for m, mirror in zip(self.maps, self.mirrored, strict=True):
-            x = m if self.mid_hw is None else _resize(m[None], self.mid_hw)[0]
+            x = m if self.mid_hw is None else _resize_as_points(m[None], self.mid_hw)[0]
             out.append(torch.flip(x, [2]) if mirror else x)
         return tuple(out)
 
     @cached_property
     def _batched(self) -> Tensor:
-        return torch.stack([_resize(m[None], self.out_hw)[0] for m in self._mids], 1).float()
+        out = [_resize_as_points(m[None], self.out_hw)[0] for m in self._mids]
+        return torch.stack(out, 1).float()
 
     def full(self) -> Tensor:
         """(K, T, H, W) float32 tags of every joint at full resolution, kept once computed; equal
@@ -285,9 +294,10 @@ class HeatSource:
 
     @cached_property
     def _full(self) -> Tensor:
+        resize = _resize_as_points if self.exact_points else _resize
         final = None
         for m in self.maps:
-            up = _resize(m[None], self.out_hw)[0]
+            up = resize(m[None], self.out_hw)[0]
             final = up if final is None else final + up
         assert final is not None
         return (final / float(len(self.maps)) if len(self.maps) > 1 else final).float()

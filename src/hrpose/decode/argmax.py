@@ -90,10 +90,10 @@ def _settled(bound: Tensor, tile_first: Tensor, best: Tensor, arg: Tensor) -> Te
 
 
 def _dense(heat: HeatSource, low: Tensor) -> bool:
-    """Whether the pixels above ``low`` (K,) are cheaper to find in the full maps than in the
+    """Whether the pixels above ``low`` (K,) are cheaper to find in full planes than in the
     tiles that can hold them (or the full maps are known already)."""
-    tiles = int(heat.tiles(low).shape[0])
-    return heat.projected or tiles > FULL_SHARE * heat.tile_count * heat.num_joints
+    wanted = int(torch.isfinite(low).sum())
+    return heat.projected or heat.tiles(low).shape[0] > FULL_SHARE * heat.tile_count * wanted
 
 
 def _pixels(heat: HeatSource, low: Tensor, high: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -102,7 +102,10 @@ def _pixels(heat: HeatSource, low: Tensor, high: Tensor) -> tuple[Tensor, Tensor
     h, w = heat.out_hw
     if _dense(heat, low):
         sel = torch.nonzero(torch.isfinite(low))[:, 0]
-        full = heat.full().reshape(heat.num_joints, -1)[sel]
+        if heat.projected:
+            full = heat.full().reshape(heat.num_joints, -1)[sel]
+        else:  # the wanted joints' planes only
+            full = torch.stack([heat.plane(j).reshape(-1) for j in sel.tolist()])
         n, flat = torch.nonzero((full > low[sel, None]) & (full <= high[sel, None]), as_tuple=True)
         return sel[n], flat, full[n, flat]
     tiles = heat.tiles(low)
