@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hrpose.decode.aggregate import HeatSource, Pixels, TagSource, point_exact
+from hrpose.decode.aggregate import HeatSource, Pixels, TagSource
 from hrpose.decode.argmax import tag_argmax
 
 
@@ -91,7 +91,8 @@ def refine(
     ``people`` (P, K, 3 + T) with the tags at the found joints, ``heat`` and ``tags`` the final
     maps. A missing joint (score 0) takes the position (+0.5 and the quarter adjustment) and
     heatmap value there when that value is > 0, as the official ``refine``. ``tiled``: the
-    tile search (default where points are exact, float32 maps) or full planes (the reference).
+    search (:mod:`.argmax`; default) or, when False, full planes for every joint (the
+    reference).
     """
     out = people.copy()
     found = people[:, :, 2] > 0
@@ -101,8 +102,8 @@ def refine(
     dev = heat.device
     means = torch.from_numpy(_mean_tags(people, found)).to(dev)[torch.from_numpy(pi).to(dev)]
     joints = torch.from_numpy(ki).to(dev)
-    if tiled is None:
-        tiled = heat.exact_points and point_exact(tags.maps[0])
-    flat_idx = tag_argmax(heat, tags, joints, means, tiled, chunk_pixels)
+    # The search reads the same values as the full planes (point formula or, for maps it does
+    # not reproduce, the full projection itself), so it is exact either way.
+    flat_idx = tag_argmax(heat, tags, joints, means, tiled is not False, chunk_pixels)
     _place(out, pi, ki, flat_idx, heat)
     return out
