@@ -136,6 +136,29 @@ def bilinear_at(
     return _fma(h0, top, h1 * bottom)
 
 
+def grid_bilinear(
+    maps: Tensor, joints: Tensor, ys: Tensor, xs: Tensor, out_hw: tuple[int, int]
+) -> Tensor:
+    """(n, S, S) :func:`bilinear_at` of (K, h, w) ``maps`` over the grid of ascending output rows
+    ``ys[i]`` (n, S) by columns ``xs[i]`` of joint ``joints[i]``, bit for bit, separably: each
+    fused row sum ``w0*a + w1*b`` is computed once per source row of the grid, not per pixel."""
+    in_h, in_w = int(maps.shape[1]), int(maps.shape[2])
+    y0, y1, h1 = _source_index(ys, in_h, out_hw[0])
+    x0, x1, w1 = _source_index(xs, in_w, out_hw[1])
+    base = y0[:, :1]  # the grid's first source row (the index maps are monotone)
+    band = int((y1[:, -1] - base[:, 0]).max()) + 1 if len(ys) else 1
+    rows = (base + torch.arange(band, device=ys.device)).clamp_max(in_h - 1)[:, :, None]
+    flat = maps.reshape(-1)
+    start = (joints[:, None, None] * in_h + rows) * in_w
+    w1 = w1[:, None, :]
+    row = _fma(1 - w1, flat[start + x0[:, None, :]], w1 * flat[start + x1[:, None, :]])
+    width = xs.shape[1]
+    top = row.gather(1, (y0 - base)[:, :, None].expand(-1, -1, width))
+    bottom = row.gather(1, (y1 - base)[:, :, None].expand(-1, -1, width))
+    h1 = h1[:, :, None]
+    return _fma(1 - h1, top, h1 * bottom)
+
+
 @dataclass(frozen=True)
 class TagSource:
     """The scale-1 tags as the official decoder sees them, evaluated only where needed.
@@ -391,9 +414,16 @@ class HeatSource:
         ys = tiles[:, 1, None] * tile + offs
         xs = tiles[:, 2, None] * tile + offs
         inside = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]
-        vals = self.at(
-            tiles[:, 0, None, None], ys.clamp(0, h - 1)[:, :, None], xs.clamp(0, w - 1)[:, None, :]
-        )
+        cy, cx = ys.clamp(0, h - 1), xs.clamp(0, w - 1)
+        if self.exact_points:  # the same values as at(), row sums shared across the grid
+            vals = None
+            for m in self.maps:
+                v = grid_bilinear(m, tiles[:, 0], cy, cx, self.out_hw)
+                vals = v if vals is None else vals + v
+            assert vals is not None
+            vals = vals / float(len(self.maps)) if len(self.maps) > 1 else vals
+        else:
+            vals = self.at(tiles[:, 0, None, None], cy[:, :, None], cx[:, None, :])
         return ys, xs, vals.masked_fill(~inside, -torch.inf)
 
 
