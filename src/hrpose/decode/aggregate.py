@@ -407,7 +407,8 @@ class HeatSource:
 
     def tile_values(self, tiles: Tensor, halo: int) -> tuple[Tensor, Tensor, Tensor]:
         """Rows (n, S), columns (n, S) and values (n, S, S) of ``tiles`` grown by ``halo``
-        pixels (S = TILE + 2 halo); pixels outside the map are -inf."""
+        pixels (S = TILE + 2 halo), read from :meth:`full` once that exists; pixels outside the
+        map are -inf."""
         h, w = self.out_hw
         tile = TILE
         offs = torch.arange(-halo, tile + halo, device=self.device)
@@ -415,7 +416,12 @@ class HeatSource:
         xs = tiles[:, 2, None] * tile + offs
         inside = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]
         cy, cx = ys.clamp(0, h - 1), xs.clamp(0, w - 1)
-        if self.exact_points:  # the same values as at(), row sums shared across the grid
+        if self.projected and halo == 0 and h % tile == 0 and w % tile == 0:  # read blocks
+            blocks = self._full.reshape(-1, h // tile, tile, w // tile, tile)
+            vals = blocks[tiles[:, 0], tiles[:, 1], :, tiles[:, 2], :]
+        elif self.projected:  # read, not projected again
+            vals = _gather(self._full, tiles[:, 0, None, None])(cy[:, :, None], cx[:, None, :])
+        elif self.exact_points:  # the same values as at(), row sums shared across the grid
             vals = None
             for m in self.maps:
                 v = grid_bilinear(m, tiles[:, 0], cy, cx, self.out_hw)

@@ -20,9 +20,9 @@ from hrpose.decode.aggregate import TILE, HeatSource, TagSource
 
 LEVELS = (0.5, 0.1, 0.02)  # fractions of a joint's peak whose pixels are scored in turn
 TILE_BUDGET = 0.05  # past this share of the open joints' tiles, score whole planes instead
-# Full projections instead of points past these shares (point evaluation costs about 25x a
-# full heatmap projection per pixel, and 100x for the tags' two resizes)
-FULL_SHARE = 0.04  # of all tiles
+# Full projections instead of points past these shares (per pixel, projecting tiles costs
+# about 15x a full heatmap projection, and point tags 100x the full tags' two resizes)
+FULL_SHARE = 0.06  # of all tiles
 TAG_BULK = 0.01  # of all joints' pixels
 
 
@@ -89,26 +89,14 @@ def _settled(bound: Tensor, tile_first: Tensor, best: Tensor, arg: Tensor) -> Te
     return ~can.any(1)
 
 
-def _dense(heat: HeatSource, low: Tensor) -> bool:
-    """Whether the pixels above ``low`` (K,) are cheaper to find in full planes than in the
-    tiles that can hold them (or the full maps are known already)."""
-    wanted = int(torch.isfinite(low).sum())
-    return heat.projected or heat.tiles(low).shape[0] > FULL_SHARE * heat.tile_count * wanted
-
-
 def _pixels(heat: HeatSource, low: Tensor, high: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Joint, flat index and value of every pixel of joint j in (low[j], high[j]] (K,), sorted
-    by joint then flat index (joints with an infinite ``low`` are skipped)."""
+    by joint then flat index (joints with an infinite ``low`` are skipped), from the tiles that
+    can hold them; their values are read from the full maps when those are known or cheaper."""
     h, w = heat.out_hw
-    if _dense(heat, low):
-        sel = torch.nonzero(torch.isfinite(low))[:, 0]
-        if heat.projected:
-            full = heat.full().reshape(heat.num_joints, -1)[sel]
-        else:  # the wanted joints' planes only
-            full = torch.stack([heat.plane(j).reshape(-1) for j in sel.tolist()])
-        n, flat = torch.nonzero((full > low[sel, None]) & (full <= high[sel, None]), as_tuple=True)
-        return sel[n], flat, full[n, flat]
     tiles = heat.tiles(low)
+    if tiles.shape[0] > FULL_SHARE * heat.tile_count * heat.num_joints:
+        heat.full()  # then tile_values reads it
     ys, xs, vals = heat.tile_values(tiles, 0)
     jt = tiles[:, 0, None, None]
     n, py, px = torch.nonzero((vals > low[jt]) & (vals <= high[jt]), as_tuple=True)
@@ -182,10 +170,7 @@ def _level_search(
     arg = torch.full((q_n,), h * w, dtype=torch.int64, device=dev)
     open_ = torch.ones(q_n, dtype=torch.bool, device=dev)
     lows = (torch.tensor(LEVELS, dtype=torch.float64, device=dev)[:, None] * peak).float()
-    high = inf = torch.full((k_n,), torch.inf, device=dev)
-    used = torch.zeros(k_n, dtype=torch.bool, device=dev)
-    used[joints] = True
-    pool: tuple[Tensor, Tensor, Tensor] | None = None  # pixels above the last level
+    high = torch.full((k_n,), torch.inf, device=dev)
     for low in lows:  # float32, as the comparisons see them
         wanted = torch.zeros(k_n, dtype=torch.bool, device=dev)
         wanted[joints[open_]] = True
@@ -194,13 +179,7 @@ def _level_search(
             break
         low = torch.where(wanted, low, torch.inf)
         rows = torch.nonzero(open_ & wanted[joints])[:, 0]
-        if pool is None and _dense(heat, low):  # once the maps are projected: one pass
-            pool = _pixels(heat, torch.where(used & (lows[-1] > 0), lows[-1], torch.inf), inf)
-        if pool is None:
-            cj, cflat, cval = _pixels(heat, low, high)  # the pixels new at this level ...
-        else:
-            band = (pool[2] > low[pool[0]]) & (pool[2] <= high[pool[0]])
-            cj, cflat, cval = (t[band] for t in pool)
+        cj, cflat, cval = _pixels(heat, low, high)  # the pixels new at this level ...
         floor = _floor(joints[rows], best[rows], near[rows], k_n)
         keep = cval >= floor[cj, _tile_of(cflat, (h, w))]  # ... that can still matter
         if keep.any():
