@@ -337,7 +337,7 @@ class HeatSource:
 
     def plane(self, joint: int) -> Tensor:
         """(H, W) float32 final heatmap of one joint, equal to ``full()[joint]``."""
-        if not self.exact_points:
+        if not self.exact_points or self.projected:
             return self._full[joint]
         final = None
         for m in self.maps:

@@ -24,6 +24,7 @@ TILE_BUDGET = 0.05  # past this share of the open joints' tiles, score whole pla
 # about 15x a full heatmap projection, and point tags 100x the full tags' two resizes)
 FULL_SHARE = 0.06  # of all tiles
 TAG_BULK = 0.01  # of all joints' pixels
+HEAVY_SHARE = 0.25  # a joint with more of its pixels at one level goes to its full planes
 
 
 def scores(det: Tensor, tags: Tensor, means: Tensor) -> Tensor:
@@ -42,7 +43,8 @@ def full_argmax(
     reference, ``chunk_pixels`` scores at a time."""
     h, w = heat.out_hw
     det = heat.plane(joint).reshape(-1)
-    planes = tags.planes(joint).float().reshape(tags.dim, 1, -1)
+    planes = tags.full()[joint] if tags.projected else tags.planes(joint).float()
+    planes = planes.reshape(tags.dim, 1, -1)
     step = max(1, chunk_pixels // (h * w))
     parts = [
         torch.argmax(scores(det, planes, means[s : s + step].T[:, :, None]), dim=1)
@@ -97,6 +99,11 @@ def _pixels(heat: HeatSource, low: Tensor, high: Tensor) -> tuple[Tensor, Tensor
     tiles = heat.tiles(low)
     if tiles.shape[0] > FULL_SHARE * heat.tile_count * heat.num_joints:
         heat.full()  # then tile_values reads it
+    sel = torch.nonzero(torch.isfinite(low))[:, 0]
+    if heat.projected and tiles.shape[0] > 0.5 * heat.tile_count * len(sel):  # most: by rows
+        full = heat.full().reshape(heat.num_joints, -1)[sel]
+        n, flat = torch.nonzero((full > low[sel, None]) & (full <= high[sel, None]), as_tuple=True)
+        return sel[n], flat, full[n, flat]
     ys, xs, vals = heat.tile_values(tiles, 0)
     jt = tiles[:, 0, None, None]
     n, py, px = torch.nonzero((vals > low[jt]) & (vals <= high[jt]), as_tuple=True)
@@ -155,10 +162,11 @@ def _floor(joints: Tensor, best: Tensor, near: Tensor, num_joints: int) -> Tenso
 
 def _level_search(
     heat: HeatSource, tags: TagSource, joints: Tensor, means: Tensor, near: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Best score, flat index and openness per pair (``joints[q]``, ``means[q]``) after scoring
-    the pixels above ``LEVELS`` of each joint's peak (candidates shared by a joint's means), and
-    the last level per pair (pixels above it were scored)."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Best score, flat index, openness and whether it is left to the full planes, per pair
+    (``joints[q]``, ``means[q]``), after scoring the pixels above ``LEVELS`` of each joint's peak
+    (candidates shared by a joint's means); and the last level per pair (pixels above it were
+    scored)."""
     h, w = heat.out_hw
     dev = means.device
     q_n, k_n = len(joints), heat.num_joints
@@ -169,6 +177,7 @@ def _level_search(
     best = torch.full((q_n,), -torch.inf, dtype=torch.float64, device=dev)
     arg = torch.full((q_n,), h * w, dtype=torch.int64, device=dev)
     open_ = torch.ones(q_n, dtype=torch.bool, device=dev)
+    full = torch.zeros(q_n, dtype=torch.bool, device=dev)  # left to the full planes
     lows = (torch.tensor(LEVELS, dtype=torch.float64, device=dev)[:, None] * peak).float()
     high = torch.full((k_n,), torch.inf, device=dev)
     for low in lows:  # float32, as the comparisons see them
@@ -180,6 +189,14 @@ def _level_search(
         low = torch.where(wanted, low, torch.inf)
         rows = torch.nonzero(open_ & wanted[joints])[:, 0]
         cj, cflat, cval = _pixels(heat, low, high)  # the pixels new at this level ...
+        # a joint with most of its map at this level is cheaper on its full planes
+        heavy = torch.bincount(cj, minlength=k_n) > HEAVY_SHARE * h * w
+        if heavy.any():
+            full[rows[heavy[joints[rows]]]] = True
+            open_ &= ~full
+            rows = rows[~heavy[joints[rows]]]
+            keep = ~heavy[cj]
+            cj, cflat, cval = cj[keep], cflat[keep], cval[keep]
         floor = _floor(joints[rows], best[rows], near[rows], k_n)
         keep = cval >= floor[cj, _tile_of(cflat, (h, w))]  # ... that can still matter
         if keep.any():
@@ -191,7 +208,7 @@ def _level_search(
         high = torch.where(wanted, low, high)
         if not open_.any():
             break
-    return best, arg, open_, high.double()[joints]
+    return best, arg, open_, full, high.double()[joints]
 
 
 def _score_tiles(
@@ -269,8 +286,10 @@ def tag_argmax(
     if tiled:
         rows = torch.nonzero(torch.isfinite(means).all(1))[:, 0]  # NaN: to the reference
         near = _near(tags, joints[rows], means[rows])
-        best, arg[rows], open_, cap = _level_search(heat, tags, joints[rows], means[rows], near)
-        todo[rows] = False
+        best, arg[rows], open_, full, cap = _level_search(
+            heat, tags, joints[rows], means[rows], near
+        )
+        todo[rows] = full
         if open_.any():
             # pixels above the last level were scored: those left are below it
             upper = heat.tile_upper()[joints[rows[open_]]].flatten(1)
