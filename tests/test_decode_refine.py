@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hrpose.decode import Transform, decode, pipeline
+from hrpose.decode import Transform, aggregate, argmax, decode, pipeline
 from hrpose.decode.aggregate import TILE, HeatSource, TagSource
 from hrpose.decode.argmax import _bound, _near, tag_argmax
 from hrpose.decode.refine import refine
@@ -43,10 +43,26 @@ def _sources(seed: int, noise: float = 0.0, k: int = 3) -> tuple[HeatSource, Tag
     )
 
 
+POINTS = {"argmax.FULL_SHARE": 1e9, "argmax.TAG_BULK": 1e9}  # never project full maps
+PATHS = {  # the cost switches pushed to force each way of reading the maps
+    "default": {},
+    "points": POINTS,
+    "points, mid tags": {**POINTS, "aggregate.MID_POINTS": 0},
+    "full maps": {"argmax.FULL_SHARE": 0.0, "argmax.TAG_BULK": 0.0},
+    "heavy joints to full planes": {"argmax.HEAVY_SHARE": 0.0},
+    "tile search": {**POINTS, "argmax.TILE_BUDGET": 1.0, "argmax.LEVELS": (0.9,)},
+    "no tile search": {**POINTS, "argmax.TILE_BUDGET": 0.0},
+}
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("noise", [0.0, 0.05])
-def test_search_matches_the_official_rule(noise: float) -> None:
-    """Means near and far from every tag, clean and noisy maps: the search's pixel is the
-    official one (and the full-plane path's)."""
+def test_search_matches_the_official_rule(noise: float, path: str, monkeypatch) -> None:
+    """Means near and far from every tag, clean and noisy maps, every way of reading the maps:
+    the search's pixel is the official one (and the full-plane path's)."""
+    for name, value in PATHS[path].items():
+        module, attr = name.split(".")
+        monkeypatch.setattr({"argmax": argmax, "aggregate": aggregate}[module], attr, value)
     for seed in range(3):
         heat, tags = _sources(seed, noise)
         means = torch.tensor(
