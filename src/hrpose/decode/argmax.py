@@ -6,9 +6,10 @@ Bounds: a final heatmap value is at most its tile's largest source (``HeatSource
 a tag value lies in its tile's source box (``TagSource.tile_box``) and round is monotone, so a
 pixel of tile t with heatmap value <= v scores at most ``min(upper_t, v) - round(dist(mean,
 box_t))``. The search scores, per joint and shared by all its means, the pixels above falling
-fractions of the joint's peak until every best beats that bound on the pixels left; the rest go
-to a branch-and-bound over whole tiles in decreasing bound order, then (past a budget, or for
-non-finite input) to the full planes, the reference.
+fractions of the joint's peak (skipping those whose tile bound cannot reach a mean's best) until
+every best beats that bound on the pixels left, or ties it only at later pixels; the rest go to
+a branch-and-bound over whole tiles in decreasing bound order, then (past a budget, for a joint
+with most of its map at one level, or for non-finite means) to the full planes, the reference.
 """
 
 from __future__ import annotations
