@@ -287,7 +287,7 @@ def stage_heatmaps(output: PoseOutput) -> Tensor:
     high = output.high_heatmaps
     # channels are resized independently: only the K heatmaps of the low output are needed
     low = _resize(output.heatmaps, (int(high.shape[-2]), int(high.shape[-1])))
-    return (low + high) / 2
+    return low.add_(high).div_(2)  # (low + high) / 2, in the resize's own buffer
 
 
 @dataclass(frozen=True)
@@ -452,7 +452,7 @@ def aggregate(
         heat = stage_heatmaps(output)
         if flipped is not None:
             fheat = torch.flip(stage_heatmaps(flipped), [3])[:, flip]
-            heat = (heat + fheat) / 2.0  # folded: one projection instead of two (see above)
+            heat = heat.add_(fheat).div_(2.0)  # folded: one projection, not two (see above)
         heats.append(heat[0])
         if scale == 1 or single:
             mid = (int(output.high.shape[-2]), int(output.high.shape[-1]))
