@@ -8,8 +8,10 @@ given (never part of hrpose):
 It needs ``munkres==1.1.4`` (the dev extra installs it). The same synthetic network outputs go to
 both decoders, and the benchmark also checks that they return the same people. Without the
 official copy only our times are printed. "hrpose" is the default decoder (the same torch code
-runs on a GPU: heatmaps projected only in the tiles that can hold a peak); "full maps" projects
-every heatmap at input resolution first, as the official code (OpenCV NMS), for comparison.
+runs on a GPU: heatmaps projected only in the tiles that can hold a peak, refine's argmax
+searched without full planes); "full maps" (``tiled=False``) projects every heatmap at input
+resolution first, as the official code (OpenCV NMS), and refines on full heatmap and tag planes:
+the reference the default must equal.
 ``--forward`` also times the HigherHRNet-W32 forward with flip at 512.
 """
 

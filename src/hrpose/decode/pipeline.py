@@ -53,7 +53,7 @@ def decode_maps(
         people = adjust(people, heat)
     scores = people[:, :, 2].mean(axis=1) if len(people) else np.zeros(0, np.float32)
     if params.refine and len(people):
-        people = refine(people, heat, tags)
+        people = refine(people, heat, tags, tiled)
     return people, scores
 
 
