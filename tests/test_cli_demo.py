@@ -30,7 +30,7 @@ def test_demo_runs_every_stage(shared_data, tmp_path, capsys, monkeypatch) -> No
     assert len(list((out / "examples").glob("*_pose.jpg"))) >= 5
     assert (out / "video" / "street_pose.mp4").stat().st_size > 0
     decoded = len(json.loads((out / "examples" / "predictions.json").read_text()))
-    assert f"people drawn of {decoded} decoded" in text  # the final block counts the examples
+    assert f"of {decoded} decoded people drawn" in text  # the final block counts the examples
     assert (results / "mlflow.db").is_file()
     assert list((results / "coco-mini").glob("demo-*/checkpoints/last.pt"))
 

@@ -176,11 +176,11 @@ def main(argv: list[str]) -> int:
   run folder (checkpoints, config.yaml, metrics.csv, epoch_metrics.png): {run_dir}
   evaluation (results JSON, summary.txt, protocol.json): {eval_dir}
   training images, prediction | ground truth side by side (*_vs_gt.jpg; *_pose.jpg):
-      {out / "train"}  ({gt[1]} people drawn of {gt[0]} decoded; {n_gt} annotated)
+      {out / "train"}  ({gt[1]} of {gt[0]} decoded people drawn; {n_gt} annotated)
   example images ({unseen}), *_pose.jpg:
-      {out / "examples"}  ({ex[1]} people drawn of {ex[0]} decoded)
+      {out / "examples"}  ({ex[1]} of {ex[0]} decoded people drawn)
   street video ({"the same" if theirs else "unseen too"}), tracked ids:
-      {out / "video" / "street_pose.mp4"}  ({vid[1]} people drawn of {vid[0]} decoded, all frames)
+      {out / "video" / "street_pose.mp4"}  ({vid[1]} of {vid[0]} decoded people drawn, all frames)
   every folder's predictions.json keeps all decoded people; only people with score >= \
 {PERSON_THRESHOLD} and joints >= {JOINT_THRESHOLD} are drawn, and no limb longer than \
 {LIMB_RATIO}x its person's median (hrpose predict --person-threshold --joint-threshold --limb-ratio)

@@ -313,7 +313,7 @@ def _panel(image: np.ndarray, people, truth, spec, args: argparse.Namespace) -> 
                         limb_ratio=np.inf)  # fmt: skip
     return side_by_side(
         [left, right],
-        [f"prediction: {int(shown.sum())} people drawn of {len(people)} decoded",
+        [f"prediction: {int(shown.sum())} of {len(people)} decoded people drawn",
          f"ground truth: {len(truth)} annotated, {int(hit.sum())} matched"],
     )  # fmt: skip
 
