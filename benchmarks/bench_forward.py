@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hrpose.export import TupleOutputs
 from hrpose.models import HigherHRNet
 from hrpose.models.fuse import fuse_batchnorm
 from hrpose.predict import cpu_has_native_bf16
@@ -36,21 +37,9 @@ from hrpose.predict import cpu_has_native_bf16
 Forward = Callable[[], list[torch.Tensor]]
 
 
-class _Plain(nn.Module):
-    """The network with a plain tuple output, for tracing and export."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        low, high = self.model(x)
-        return low, high
-
-
 def _jit(model: nn.Module, x: torch.Tensor) -> Forward:
     """trace -> freeze -> optimize_for_inference (conv/add/relu fusions, oneDNN on CPU)."""
-    traced = torch.jit.trace(_Plain(model), x, check_trace=False)
+    traced = torch.jit.trace(TupleOutputs(model), x, check_trace=False)
     frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
     return lambda: list(frozen(x))
 

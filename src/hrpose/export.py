@@ -12,8 +12,8 @@ from hrpose.normalization import IMAGENET_MEAN, IMAGENET_STD
 from hrpose.skeleton import KeypointSpec
 
 
-class _Outputs(nn.Module):
-    """The model with a plain tuple output (ONNX has no NamedTuple)."""
+class TupleOutputs(nn.Module):
+    """The model with a plain tuple output, for ONNX (no NamedTuple) and tracing."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -40,7 +40,7 @@ def export_onnx(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = _Outputs(model.eval().cpu()).eval()  # export restores this mode on the model
+    wrapped = TupleOutputs(model.eval().cpu()).eval()  # export restores this mode on the model
     dummy = torch.zeros(1, 3, input_size, input_size)
     torch.onnx.export(
         wrapped,
