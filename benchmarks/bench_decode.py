@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from hrpose.decode import Transform, decode, input_size_for  # noqa: E402
-from official_code import add_official_lib  # noqa: E402
+from official_code import add_official_lib, test_config  # noqa: E402
 from synthetic import make_outputs, random_people  # noqa: E402
 
 IMAGE = (640, 480)
@@ -44,18 +44,7 @@ def _official():
     from core.inference import aggregate_results, get_multi_stage_outputs
     from utils.transforms import get_final_preds, get_multi_scale_size
 
-    class Cfg(dict):
-        __getattr__ = dict.__getitem__
-
-    cfg = Cfg(
-        DATASET=Cfg(NUM_JOINTS=17, MAX_NUM_PEOPLE=30, WITH_CENTER=False, DATASET="coco_kpt"),
-        MODEL=Cfg(TAG_PER_JOINT=True),
-        LOSS=Cfg(WITH_HEATMAPS_LOSS=[True, True], WITH_AE_LOSS=[True, False]),
-        TEST=Cfg(DETECTION_THRESHOLD=0.1, TAG_THRESHOLD=1.0, USE_DETECTION_VAL=True,
-                 IGNORE_TOO_MUCH=False, NMS_KERNEL=5, NMS_PADDING=2, WITH_HEATMAPS=(True, True),
-                 WITH_AE=(True, False), PROJECT2IMAGE=True, FLIP_TEST=True, SCALE_FACTOR=[1],
-                 ADJUST=True, REFINE=True),
-    )  # fmt: skip
+    cfg = test_config()
     parser = HeatmapParser(cfg)
 
     def run(outs, flips):

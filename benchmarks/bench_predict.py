@@ -41,15 +41,11 @@ from hrpose.predict import Predictor, fast_options  # noqa: E402
 from hrpose.structures import People  # noqa: E402
 from hrpose.viz.draw import draw_people  # noqa: E402
 from hrpose.viz.video import VideoWriter, read_video  # noqa: E402
-from official_code import add_official_lib  # noqa: E402
+from official_code import Cfg, add_official_lib, test_config  # noqa: E402
 from synthetic import make_outputs, random_people  # noqa: E402
 
 SHARED = Path(os.environ.get("HRPOSE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 PHOTO = SHARED / "coco-mini" / "images" / "000000197388.jpg"  # 640x392, as in the issue
-
-
-class _Cfg(dict):
-    __getattr__ = dict.__getitem__
 
 
 def _official(root: str, width: int, device: torch.device):
@@ -65,24 +61,16 @@ def _official(root: str, width: int, device: torch.device):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 
-    def stage(n_modules: int, n_branches: int) -> _Cfg:
-        return _Cfg(NUM_MODULES=n_modules, NUM_BRANCHES=n_branches, BLOCK="BASIC",
+    def stage(n_modules: int, n_branches: int) -> Cfg:
+        return Cfg(NUM_MODULES=n_modules, NUM_BRANCHES=n_branches, BLOCK="BASIC",
                     NUM_BLOCKS=[4] * n_branches, FUSE_METHOD="SUM",
                     NUM_CHANNELS=[width * 2**i for i in range(n_branches)])  # fmt: skip
 
-    cfg = _Cfg(
-        MODEL=_Cfg(NUM_JOINTS=17, TAG_PER_JOINT=True, EXTRA=_Cfg(
-            FINAL_CONV_KERNEL=1, PRETRAINED_LAYERS=["*"], STEM_INPLANES=64,
-            STAGE2=stage(1, 2), STAGE3=stage(4, 3), STAGE4=stage(3, 4),
-            DECONV=_Cfg(NUM_DECONVS=1, NUM_CHANNELS=[width], KERNEL_SIZE=[4],
-                        NUM_BASIC_BLOCKS=4, CAT_OUTPUT=[True]))),
-        DATASET=_Cfg(NUM_JOINTS=17, MAX_NUM_PEOPLE=30, WITH_CENTER=False, DATASET="coco_kpt"),
-        LOSS=_Cfg(WITH_HEATMAPS_LOSS=[True, True], WITH_AE_LOSS=[True, False]),
-        TEST=_Cfg(DETECTION_THRESHOLD=0.1, TAG_THRESHOLD=1.0, USE_DETECTION_VAL=True,
-                  IGNORE_TOO_MUCH=False, NMS_KERNEL=5, NMS_PADDING=2, WITH_HEATMAPS=(True, True),
-                  WITH_AE=(True, False), PROJECT2IMAGE=True, FLIP_TEST=True, SCALE_FACTOR=[1],
-                  ADJUST=True, REFINE=True),
-    )  # fmt: skip
+    cfg = test_config(NUM_JOINTS=17, EXTRA=Cfg(
+        FINAL_CONV_KERNEL=1, PRETRAINED_LAYERS=["*"], STEM_INPLANES=64,
+        STAGE2=stage(1, 2), STAGE3=stage(4, 3), STAGE4=stage(3, 4),
+        DECONV=Cfg(NUM_DECONVS=1, NUM_CHANNELS=[width], KERNEL_SIZE=[4],
+                   NUM_BASIC_BLOCKS=4, CAT_OUTPUT=[True])))  # fmt: skip
     parser = HeatmapParser(cfg)
     mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
     std = torch.tensor(IMAGENET_STD)[:, None, None]

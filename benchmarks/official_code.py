@@ -27,3 +27,23 @@ def add_official_lib(root: str | Path) -> Path:
     sys.modules.setdefault("dataset", types.ModuleType("dataset"))
     sys.modules["dataset.transforms"] = shim
     return lib
+
+
+class Cfg(dict):
+    """The official code's yacs config, as a dict read by attribute."""
+
+    __getattr__ = dict.__getitem__
+
+
+def test_config(**model: object) -> Cfg:
+    """The official COCO test settings (flip, adjust + refine, thresholds 0.1 / 1.0, 30 people)
+    for its ``HeatmapParser`` and post-processing; ``model`` fills the MODEL section."""
+    return Cfg(
+        MODEL=Cfg(TAG_PER_JOINT=True, **model),
+        DATASET=Cfg(NUM_JOINTS=17, MAX_NUM_PEOPLE=30, WITH_CENTER=False, DATASET="coco_kpt"),
+        LOSS=Cfg(WITH_HEATMAPS_LOSS=[True, True], WITH_AE_LOSS=[True, False]),
+        TEST=Cfg(DETECTION_THRESHOLD=0.1, TAG_THRESHOLD=1.0, USE_DETECTION_VAL=True,
+                 IGNORE_TOO_MUCH=False, NMS_KERNEL=5, NMS_PADDING=2, WITH_HEATMAPS=(True, True),
+                 WITH_AE=(True, False), PROJECT2IMAGE=True, FLIP_TEST=True, SCALE_FACTOR=[1],
+                 ADJUST=True, REFINE=True),
+    )  # fmt: skip
