@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
-from hrpose.decode import DecodeParams
 from hrpose.engine import distributed as dist_utils
 from hrpose.engine.loop import StepContext, evaluate
 from hrpose.engine.pose_task import PoseValidation, build_pose_task
 from hrpose.models import HigherHRNet, load_weights
-from hrpose.skeleton import COCO17
+from hrpose.record import registered_record
+from hrpose.structures import InferenceSettings
 
 
 def main(coco_mini: Path, weights: Path, use_ddp: bool) -> None:
@@ -22,10 +22,11 @@ def main(coco_mini: Path, weights: Path, use_ddp: bool) -> None:
     info = dist_utils.init_distributed(use_ddp, device, timeout_s=60)
     model = HigherHRNet(8, 17)
     load_weights(model, weights)
-    validation = PoseValidation(coco_mini / "person_keypoints.json", coco_mini / "images", 192,
-                                DecodeParams(flip=False, detection_threshold=0.3), limit=3,
-                                pictures=0)  # fmt: skip
-    parts = build_pose_task(model, None, None, COCO17, validation, info)  # type: ignore[arg-type]
+    validation = PoseValidation(coco_mini / "person_keypoints.json", coco_mini / "images",
+                                limit=3, pictures=0)  # fmt: skip
+    settings = InferenceSettings(input_size=192, flip=False, detection_threshold=0.3)
+    record = registered_record(8, 17).with_inference(settings)
+    parts = build_pose_task(model, None, None, record, validation, info)  # type: ignore[arg-type]
     assert parts.validate is not None
     stats = evaluate(parts.validate, model, StepContext(device))
     if info.is_main:

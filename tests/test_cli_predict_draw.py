@@ -69,8 +69,13 @@ def test_drawn_people_are_the_annotated_ones(shared_data, coco_mini, tmp_path, c
 
 
 def test_threshold_options_and_prediction_transform() -> None:
-    args = _parser().parse_args(["x.jpg", "--threshold", "0.5", "--detection-threshold", "0.2"])
-    assert args.joint_threshold == 0.5 and args.detection_threshold == 0.2  # --threshold: old name
+    from hrpose.cli.options import parse
+
+    argv = ["x.jpg", "--joint-threshold", "0.5", "--detection-threshold", "0.2"]
+    args, _ = parse(_parser(), argv, ("inference",))
+    assert args.joint_threshold == 0.5 and args.inference_detection_threshold == 0.2
+    with pytest.raises(SystemExit):  # the old name says the new one
+        parse(_parser(), ["x.jpg", "--threshold", "0.5"], ("inference",))
     assert _parser().parse_args(["x.jpg"]).person_threshold == PERSON_THRESHOLD
     predictor = Predictor.from_weights("random", width=8, input_size=128)
     image = np.random.default_rng(0).integers(0, 255, (90, 160, 3), np.uint8)

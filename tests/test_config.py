@@ -65,7 +65,7 @@ def test_yaml_round_trip(tmp_path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(to_yaml(cfg))
     again = load_config(PoseTrainConfig, path)
-    assert to_dict(again) == to_dict(cfg) and again.inference.scales == [2.0, 1.0]
+    assert to_dict(again) == to_dict(cfg) and again.inference.scales == (2.0, 1.0)
     assert flatten(to_dict(cfg))["model.width"] == 16
     assert "--optimizer.lr=" in help_text(PoseTrainConfig)
 

@@ -170,7 +170,8 @@ def test_train_eval_predict_export_with_14_joints(crowdpose_mini, tmp_path, caps
     assert main(train) == 0
     state = load_checkpoint(tmp_path / "cp" / "r" / "checkpoints" / "last.pt")
     assert (
-        state["step"] == 2 and tuple(state["extra"]["keypoint_spec"]["names"]) == CROWDPOSE14.names
+        state["step"] == 2
+        and tuple(state["extra"]["model_record"]["keypoint_spec"]["names"]) == CROWDPOSE14.names
     )
     assert {"AP", "AP_easy", "AP_medium", "AP_hard"} <= set(state["metrics"])
     best = tmp_path / "cp" / "r" / "checkpoints" / "best.pt"

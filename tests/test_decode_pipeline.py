@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -209,29 +211,33 @@ def test_pose_output_accessors_and_settings() -> None:
 
 
 def test_one_set_of_decode_settings(tmp_path) -> None:
-    """Config, protocol record and eval flags use DecodeParams' names and defaults; the old
-    name is a clear error."""
+    """Config, protocol record and the commands' flags all come from InferenceSettings (its
+    names and defaults); the old names are clear errors."""
     import dataclasses
 
     from hrpose.cli.eval_pose import _parser
+    from hrpose.cli.options import parse
     from hrpose.config.load import ConfigError, load_config
     from hrpose.config.schema import InferenceConfig, PoseTrainConfig
     from hrpose.evaluation.protocol import ProtocolRecord
+    from hrpose.structures import InferenceSettings
 
     cfg = InferenceConfig(detection_threshold=0.3, flip=False)
     assert cfg.decode_params() == DecodeParams(detection_threshold=0.3, flip=False)
-    d = DecodeParams()
-    for f in dataclasses.fields(InferenceConfig):
-        if f.name in DecodeParams.names() and f.name != "scales":
-            assert f.default == getattr(d, f.name), f.name
+    assert isinstance(cfg, InferenceSettings)  # the config section is the settings' own class
+    assert {f.name for f in dataclasses.fields(InferenceConfig)} - set(
+        InferenceSettings.names()
+    ) == {"ckpt_path"}
     with pytest.raises(ValueError, match="detection_threshold"):
         InferenceConfig(detection_threshold=-1.0)
     with pytest.raises(ConfigError, match="detection_threshold"):
         load_config(PoseTrainConfig, None, ["--inference.det_threshold=0.3"])
-    rec = ProtocolRecord.from_params(cfg.decode_params(), annotation_file="a", num_images=1,
-                                     input_size=512)  # fmt: skip
-    assert rec.detection_threshold == 0.3 and rec.flip is False and rec.scales == [1.0]
-    args = _parser().parse_args(["--detection-threshold", "0.2"])
-    assert args.detection_threshold == 0.2 and args.max_people == d.max_people
+    rec = json.loads(ProtocolRecord("a", 1, cfg.settings()).to_json())
+    assert rec["detection_threshold"] == 0.3 and rec["flip"] is False and rec["scales"] == [1.0]
+    args, over = parse(_parser(), ["--detection-threshold", "0.2", "--no-refine"], ("inference",))
+    assert args.inference_detection_threshold == 0.2 and args.inference_refine is False
+    assert args.inference_max_people is None and over == []  # not given: the record decides
+    for name in InferenceSettings.names():  # every setting has its flag
+        assert hasattr(args, f"inference_{name}"), name
     with pytest.raises(SystemExit):
-        _parser().parse_args(["--det-threshold", "0.2"])
+        parse(_parser(), ["--det-threshold", "0.2"], ("inference",))

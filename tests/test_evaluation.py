@@ -12,7 +12,7 @@ from hrpose.evaluation.classification import TopkAccuracy, topk_correct
 from hrpose.evaluation.coco_eval import STAT_NAMES, evaluate_keypoints, summary_table
 from hrpose.evaluation.coco_results import annotations_as_results, people_to_coco
 from hrpose.evaluation.protocol import ProtocolRecord, sha256_file
-from hrpose.structures import People
+from hrpose.structures import InferenceSettings, People
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,11 @@ def test_protocol_record(tmp_path) -> None:
     f = tmp_path / "w.pth"
     f.write_bytes(b"abc")
     assert sha256_file(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    rec = ProtocolRecord("a.json", 4, 512, True, [1.0], True, True, 0.1, 1.0, 30, 5, str(f))
-    assert json.loads(rec.to_json())["input_size"] == 512
+    rec = ProtocolRecord("a.json", 4, InferenceSettings(detection_threshold=0.3), weights=str(f))
+    data = json.loads(rec.to_json())
+    assert data["input_size"] == 512 and data["detection_threshold"] == 0.3
+    assert set(InferenceSettings.names()) <= set(data)  # every setting, e.g. ignore_too_much
+    assert data["use_detection_val"] is True and data["ignore_too_much"] is False
 
 
 def test_topk() -> None:

@@ -89,7 +89,7 @@ def test_export_leaves_the_model_in_eval_mode(tmp_path) -> None:
     its BatchNorms switch to batch statistics after an export (and the outputs change)."""
     from hrpose.export import export_onnx
     from hrpose.models import HigherHRNet
-    from hrpose.skeleton import COCO17
+    from hrpose.record import registered_record
 
     torch.manual_seed(0)
     model = HigherHRNet(8).eval()
@@ -99,7 +99,17 @@ def test_export_leaves_the_model_in_eval_mode(tmp_path) -> None:
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         before = model(x)
-    export_onnx(model, tmp_path / "m.onnx", COCO17, input_size=64)
+    moved: list[int] = []
+    cpu = torch.nn.Module.cpu
+
+    def spy(self):
+        moved.append(id(self))
+        return cpu(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.Module, "cpu", spy)
+        export_onnx(model, tmp_path / "m.onnx", registered_record(8, 17, input_size=64))
+    assert moved and id(model) not in moved  # a copy goes to the CPU, never the caller's model
     assert not any(m.training for m in model.modules())
     with torch.no_grad():
         after = model(x)

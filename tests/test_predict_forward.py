@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-import hrpose.predict as predict_mod
+import hrpose.runtime as runtime
 from hrpose.data.images import read_image
 from hrpose.decode import DecodeParams
 from hrpose.models import HigherHRNet
@@ -91,7 +91,7 @@ def test_precision_options(monkeypatch) -> None:
         Predictor(model, precision="int8")
     with pytest.warns(UserWarning, match="fp16 on this CPU is emulated"):
         Predictor(model, precision="fp16")
-    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     with pytest.warns(UserWarning, match="bf16 on this CPU is emulated"):
         bf16 = Predictor(model, input_size=64, params=DecodeParams(flip=False), precision="bf16")
     ref = Predictor(model, input_size=64, params=DecodeParams(flip=False))
@@ -103,7 +103,7 @@ def test_precision_options(monkeypatch) -> None:
 
 
 def test_fast_options_follow_the_hardware(monkeypatch) -> None:
-    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     # fp32 + compile everywhere: bf16/fp16 moved keypoints by pixels (benchmarks/README.md)
     assert fast_options("cpu") == fast_options("cuda") == {"compile": True}
     compiled = Predictor(_model(), compile=True)  # wrapping only: compiling runs on first call
@@ -125,19 +125,27 @@ def test_real_weights_keypoints_equal_the_plain_path(shared_data) -> None:
     np.testing.assert_allclose(a.keypoints[..., :2], b.keypoints[..., :2], atol=0.01)
 
 
-def test_cli_speed_options_reach_the_predictor(shared_data, monkeypatch) -> None:
-    from hrpose.cli.predict import _parser, _predictor
+def test_cli_speed_options_reach_the_predictor(shared_data, monkeypatch, capsys) -> None:
+    from hrpose.cli.options import parse
+    from hrpose.cli.predict import _parser, build_predictor
+
+    def predictor(*argv: str):
+        return build_predictor(
+            *parse(_parser(), [src, "--weights", weights, *argv], ("inference",))
+        )[0]
 
     weights = str(shared_data / "weights" / "w8-coco-mini.pt")
     src = str(shared_data / "examples")
-    plain = _predictor(_parser().parse_args([src, "--weights", weights, "--device", "cpu"]))
+    plain = predictor("--device", "cpu")
     assert plain.precision == "fp32" and plain.network._get_name() == "HigherHRNet"
-    fast = _predictor(_parser().parse_args([src, "--weights", weights, "--fast"]))
+    fast = predictor("--fast")
     assert fast.precision == "fp32" and hasattr(fast.network, "_orig_mod")
-    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: True)
-    both = ["--weights", weights, "--device", "cpu", "--precision", "bf16", "--compile"]
-    chosen = _predictor(_parser().parse_args([src, *both]))
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    chosen = predictor("--device", "cpu", "--precision", "bf16", "--fast")
     assert chosen.precision == "bf16" and hasattr(chosen.network, "_orig_mod")
+    with pytest.raises(SystemExit):  # one fast flag: the old one names it
+        predictor("--compile")
+    assert "--compile was renamed: use --fast" in capsys.readouterr().err
 
 
 def _frames(shared_data, n: int = 3) -> list[np.ndarray]:
@@ -179,6 +187,6 @@ def test_predict_batch_equals_one_frame_at_a_time(shared_data, batch_flip) -> No
 
 
 def test_batch_frames_default_is_per_device() -> None:
-    assert predict_mod.default_batch_frames("cpu") == 1  # a batch of 2 was slower on this CPU
-    assert predict_mod.default_batch_frames("cuda") > 1
-    assert predict_mod.default_batch_frames("mps") == 1  # not measured: one frame at a time
+    assert runtime.default_batch_frames("cpu") == 1  # a batch of 2 was slower on this CPU
+    assert runtime.default_batch_frames("cuda") > 1
+    assert runtime.default_batch_frames("mps") == 1  # not measured: one frame at a time

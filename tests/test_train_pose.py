@@ -57,7 +57,7 @@ def test_run_folder_mlflow_and_resume(coco_mini, tmp_path, monkeypatch) -> None:
     last = run / "checkpoints" / "last.pt"
     state = load_checkpoint(last)
     assert state["epoch"] == 2 and state["step"] == 8 and "AP" in state["metrics"]
-    assert state["extra"]["keypoint_spec"]["names"][0] == "nose"
+    assert state["extra"]["model_record"]["keypoint_spec"]["names"][0] == "nose"
     run_id = state["tracking_run_id"]
     assert (
         main(_args(coco_mini, tmp_path, "--trainer.max_epochs=3", f"--setup.ckpt_path={last}")) == 0

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from hrpose.normalization import IMAGENET_MEAN, IMAGENET_STD
-from hrpose.skeleton import KeypointSpec
+from hrpose.record import ModelRecord
+from hrpose.skeleton import spec_to_dict
 
 
 class TupleOutputs(nn.Module):
@@ -24,24 +25,22 @@ class TupleOutputs(nn.Module):
         return low, high
 
 
-def export_onnx(
-    model: nn.Module,
-    path: str | Path,
-    spec: KeypointSpec,
-    input_size: int = 512,
-    opset: int = 17,
-) -> Path:
+def export_onnx(model: nn.Module, path: str | Path, record: ModelRecord, opset: int = 17) -> Path:
     """Write ``model`` as ONNX (inputs ``image`` N x 3 x H x W, H and W multiples of 32, dynamic;
-    outputs ``low`` 2K maps at 1/4 and ``high`` K maps at 1/2) with metadata: input size,
-    mean/std, keypoint spec."""
-    import onnx
+    outputs ``low`` 2K maps at 1/4 and ``high`` K maps at 1/2) with metadata: the model record
+    (``model_record``), mean/std, and the input size and keypoint spec also on their own.
 
-    from hrpose.predict import spec_to_dict
+    The caller's model is left where it is, in its own mode: a CPU copy is exported."""
+    import copy
+
+    import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = TupleOutputs(model.eval().cpu()).eval()  # export restores this mode on the model
-    dummy = torch.zeros(1, 3, input_size, input_size)
+    cpu_copy = copy.deepcopy(model).cpu().float().eval()
+    wrapped = TupleOutputs(cpu_copy).eval()
+    size = record.inference.input_size
+    dummy = torch.zeros(1, 3, size, size)
     torch.onnx.export(
         wrapped,
         (dummy,),
@@ -57,8 +56,10 @@ def export_onnx(
         dynamo=False,
     )
     proto = onnx.load(str(path))
+    spec = record.keypoint_spec
     meta = {
-        "input_size": str(input_size),
+        "model_record": json.dumps(record.to_dict()),
+        "input_size": str(size),
         "mean": json.dumps(list(IMAGENET_MEAN)),
         "std": json.dumps(list(IMAGENET_STD)),
         "keypoint_names": json.dumps(list(spec.names)),

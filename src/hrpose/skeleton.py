@@ -263,3 +263,26 @@ def builtin_spec_for(num_joints: int) -> KeypointSpec | None:
     """The built-in set with this many joints (17: COCO, 14: CrowdPose), for weights that do not
     store their keypoint set (the official checkpoints); None when there is none."""
     return next((s for s in BUILTIN_SPECS.values() if s.num_joints == num_joints), None)
+
+
+def spec_to_dict(spec: KeypointSpec) -> dict:
+    """Plain-data form of a spec (stored in model records, checkpoints and ONNX metadata)."""
+    return {
+        "names": list(spec.names),
+        "flip_index": list(spec.flip_index),
+        "skeleton": [list(p) for p in spec.skeleton],
+        "sigmas": list(spec.sigmas),
+        "grouping_order": list(spec.grouping_order),
+    }
+
+
+def spec_from_dict(raw: dict) -> KeypointSpec:
+    """The spec :func:`spec_to_dict` wrote; a built-in set gets its drawing colours back."""
+    spec = KeypointSpec(
+        names=tuple(raw["names"]),
+        flip_index=tuple(raw["flip_index"]),
+        skeleton=tuple(tuple(p) for p in raw["skeleton"]),
+        sigmas=tuple(raw["sigmas"]),
+        grouping_order=tuple(raw.get("grouping_order", ())),
+    )
+    return canonical_spec(spec)

@@ -141,3 +141,21 @@ class DecodeParams:
     def from_object(cls, obj: object) -> DecodeParams:
         """From any object with some of these attribute names (e.g. an inference config)."""
         return cls(**{n: getattr(obj, n) for n in cls.names() if hasattr(obj, n)})
+
+
+@dataclass(frozen=True)
+class InferenceSettings(DecodeParams):
+    """What a model is run with: the network input size plus every decoder setting, the one
+    definition behind the model record, the config's ``inference`` section and the CLI flags."""
+
+    input_size: int = 512
+    """Short-side network input size in pixels (multiple of 32)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.input_size < 32 or self.input_size % 32:
+            raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
+
+    def decode_params(self) -> DecodeParams:
+        """The decoder's part of these settings."""
+        return DecodeParams(**{n: getattr(self, n) for n in DecodeParams.names()})

@@ -69,91 +69,61 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    from hrpose.cli import main as cli
+    from hrpose.cli.eval_pose import EvalTarget, evaluate_predictor
+    from hrpose.cli.predict import PredictOptions, run_predict
+    from hrpose.cli.train import train_task
     from hrpose.config import PoseTrainConfig
     from hrpose.config.load import ConfigError, load_config
+    from hrpose.loading import load_model
+    from hrpose.models import WeightsError
+    from hrpose.predict import Predictor
 
-    overrides = [*args.overrides, *extra]
-    try:  # the evaluation and prediction below use the config's inference section
-        cfg = load_config(PoseTrainConfig, _config_path(), overrides)
+    run_name = time.strftime("demo-%Y%m%d-%H%M%S")
+    where = [f"--dataloader.train_ds.root={mini}", f"--dataloader.val_ds.root={mini}",
+             f"--setup.results_dir={args.results_dir}", f"--setup.run_name={run_name}"]  # fmt: skip
+    try:
+        cfg = load_config(PoseTrainConfig, _config_path(), [*where, *args.overrides, *extra])
     except ConfigError as e:
         print(f"hrpose demo: {e}", file=sys.stderr)
         return 2
-    inf = cfg.inference
-    inference = ["--input-size", str(inf.input_size)] + ([] if inf.flip else ["--no-flip"])
-    thresholds = ["--detection-threshold", str(inf.detection_threshold), "--tag-threshold",
-                  str(inf.tag_threshold), "--max-people", str(inf.max_people)]  # fmt: skip
     t0 = time.perf_counter()
     out = Path(args.output)
-    run_name = time.strftime("demo-%Y%m%d-%H%M%S")
     print(f"== 1/5 training a small HigherHRNet from scratch on {mini} (CPU) ==", flush=True)
-    train = [
-        "train",
-        "pose",
-        "--config",
-        str(_config_path()),
-        f"--dataloader.train_ds.root={mini}",
-        f"--dataloader.val_ds.root={mini}",
-        f"--setup.results_dir={args.results_dir}",
-        f"--setup.run_name={run_name}",
-        *overrides,
-    ]
-    rc = cli(train)
-    if rc != 0:
-        return rc
-    run_dir = Path(args.results_dir) / "coco-mini" / run_name
+    try:
+        result = train_task("pose", cfg)
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as e:
+        print(f"hrpose demo: training failed: {e}", file=sys.stderr)
+        return 1
+    if result.status != "FINISHED":
+        return 130
+    run_dir = Path(result.run_dir)
     best = run_dir / "checkpoints" / "best.pt"
     if not best.is_file():
         best = run_dir / "checkpoints" / "last.pt"
+    # Every stage below runs the trained model with the settings its checkpoint records (the
+    # config's inference section): nothing is restated here.
+    trained = Predictor.from_loaded(load_model(best), device="cpu")
     print("\n== 2/5 COCO evaluation on the training images (an overfit, stated as such) ==")
     eval_dir = out / "eval"
-    rc = cli(
-        [
-            "eval",
-            "pose",
-            "--weights",
-            str(best),
-            "--annotations",
-            str(mini / "person_keypoints.json"),
-            "--images",
-            str(mini / "images"),
-            "--data.split",
-            "coco-mini",
-            *inference,
-            *thresholds,
-            "--output",
-            str(eval_dir),
-            "--device",
-            "cpu",
-        ]
-    )
-    if rc != 0:
-        return rc
-    import json
-
-    ap = json.loads((eval_dir / "protocol.json").read_text())["stats"]["AP"]
-    trained = [*inference, *thresholds]  # the config's inference settings, for its own model
+    target = EvalTarget(mini / "person_keypoints.json", mini / "images", eval_dir, "coco-mini")
+    ap = float(evaluate_predictor(trained, target, weights=str(best))["AP"])
     theirs = args.weights is not None
+    try:
+        other = Predictor.from_weights(args.weights, device="cpu") if theirs else trained
+    except (WeightsError, ValueError) as e:
+        print(f"hrpose demo: --weights {args.weights}: {e}", file=sys.stderr)
+        return 2
     weights = args.weights or str(best)
-    settings = [] if theirs else trained  # other weights: their own input size, official decoding
     print(f"\n== 3/5 predicting on the {mini.name} images it learned, beside their ground truth ==")
-    rc_gt = cli(
-        ["predict", str(mini / "images"), "--weights", str(best), "--output", str(out / "train"),
-         "--ground-truth", str(mini / "person_keypoints.json"), "--device", "cpu", *trained]
-    )  # fmt: skip
+    gt_options = PredictOptions(ground_truth=str(mini / "person_keypoints.json"))
+    rc_gt = run_predict(trained, str(mini / "images"), out / "train", gt_options)
     print(f"\n== 4/5 predicting on unseen images, {data / 'examples'}, with {weights} ==")
     if not theirs:
         print(UNSEEN)
-    rc_img = cli(
-        ["predict", str(data / "examples"), "--weights", weights, "--output",
-         str(out / "examples"), "--device", "cpu", *settings]
-    )  # fmt: skip
+    rc_img = run_predict(other, str(data / "examples"), out / "examples", PredictOptions())
     video = data / "video" / "street.mp4"
     print(f"\n== 5/5 predicting on an unseen video, {video}, with {weights} ==")
-    rc_vid = cli(
-        ["predict", str(video), "--weights", weights, "--output", str(out / "video"),
-         "--device", "cpu", *settings]
-    )  # fmt: skip
+    rc_vid = run_predict(other, str(video), out / "video", PredictOptions())
     minutes = (time.perf_counter() - t0) / 60
     verdict = (
         f"reached the goal of AP >= {MIN_AP}"

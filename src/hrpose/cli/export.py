@@ -1,4 +1,4 @@
-"""`hrpose export onnx --weights W --output model.onnx`."""
+"""`hrpose export onnx --weights W --output model.onnx`: the network and its model record."""
 
 from __future__ import annotations
 
@@ -6,33 +6,56 @@ import argparse
 import sys
 
 
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="hrpose export", description="Export the network.")
-    p.add_argument("format", choices=["onnx"])
-    p.add_argument("--weights", required=True, help="official or hrpose checkpoint, or 'random'")
-    p.add_argument("--output", default="model.onnx")
-    p.add_argument("--input-size", type=int, default=512, help="recorded in the metadata")
-    p.add_argument("--opset", type=int, default=17)
-    args = p.parse_args(argv)
-    from hrpose.models import WeightsError
-    from hrpose.predict import Predictor
+def _parser() -> argparse.ArgumentParser:
+    from hrpose.cli.options import add_common, add_inference_flags
 
+    p = argparse.ArgumentParser(
+        prog="hrpose export",
+        allow_abbrev=False,
+        description="Export the network as ONNX with its model record in the metadata: the "
+        "weights' record, then --config's inference section, then flags (e.g. --input-size).",
+    )
+    p.add_argument("format", choices=["onnx"])
+    add_common(p, "official, mmpose or hrpose checkpoint, URL, registered name, or 'random'",
+               "model.onnx")  # fmt: skip
+    p.add_argument("--opset", type=int, default=17)
+    add_inference_flags(p)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    from hrpose.cli.options import command_config, parse, resolve_inference
+    from hrpose.config.load import ConfigError
+    from hrpose.config.schema import PoseTrainConfig
+    from hrpose.loading import load_model
+    from hrpose.models import WeightsError
+
+    p = _parser()
+    args, overrides = parse(p, argv, ("inference",))
+    if args.device not in (None, "cpu"):
+        p.error("export runs on the CPU; leave out --device")
     try:
-        predictor = Predictor.from_weights(args.weights, input_size=args.input_size)
-    except (WeightsError, ValueError) as e:
+        cfg = command_config(PoseTrainConfig, args, overrides)
+        weights = args.weights or cfg.inference.ckpt_path
+        if not weights:
+            p.error("--weights is required (a checkpoint, URL, registered name or 'random')")
+        loaded = load_model(weights, backend="torch")
+        settings, _ = resolve_inference(loaded.record.inference, args, overrides)
+    except (ConfigError, WeightsError, ValueError) as e:
         print(f"hrpose export: {e}", file=sys.stderr)
         return 2
+    record = loaded.record.with_inference(settings)
     try:
         from hrpose.export import export_onnx
 
-        path = export_onnx(
-            predictor.model, args.output, predictor.spec, args.input_size, args.opset
-        )
+        path = export_onnx(loaded.network, args.output, record, args.opset)
     except ImportError as e:
         print(f"hrpose export: {e}; install the extra: pip install 'hrpose[onnx]'", file=sys.stderr)
         return 2
+    s = record.inference
     print(
-        f"wrote {path} ({predictor.description}); run it with "
-        f"`hrpose predict SOURCE --weights {path} --backend onnxruntime`"
+        f"wrote {path} ({loaded.description}; record: input {s.input_size}, flip {s.flip}, "
+        f"detection threshold {s.detection_threshold}); run it with "
+        f"`hrpose predict SOURCE --weights {path}`"
     )
     return 0

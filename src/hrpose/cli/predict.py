@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,61 +18,75 @@ from hrpose.viz.draw import JOINT_THRESHOLD, LIMB_RATIO, PERSON_THRESHOLD
 from hrpose.viz.video import VIDEO_SUFFIXES, VideoError
 
 
+@dataclass(frozen=True)
+class PredictOptions:
+    """What a predict run draws and writes besides predictions.json (drawing only: the decoded
+    people are the model's settings' business)."""
+
+    person_threshold: float = PERSON_THRESHOLD
+    joint_threshold: float = JOINT_THRESHOLD
+    limb_ratio: float = LIMB_RATIO
+    heatmaps: bool = False
+    tags: bool = False
+    smooth: bool = False
+    max_frames: int | None = None
+    batch_frames: int | None = None
+    ground_truth: str | None = None  # a COCO keypoints file: also write *_vs_gt.jpg panels
+
+    def drawing(self) -> dict:
+        """The thresholds as draw_people and drawn_joints take them."""
+        return {
+            "joint_threshold": self.joint_threshold,
+            "person_threshold": self.person_threshold,
+            "limb_ratio": self.limb_ratio,
+        }
+
+
 def _parser() -> argparse.ArgumentParser:
+    from hrpose.cli.options import add_common, add_inference_flags
+
     p = argparse.ArgumentParser(
         prog="hrpose predict",
+        allow_abbrev=False,
         description="Multi-person poses on an image, a folder of images, a video file or a "
-        "camera (an integer index). Writes annotated images / an H.264 video and one COCO-style "
-        "predictions.json per run.",
+        "camera (an integer index). Writes annotated images / an H.264 video, one COCO-style "
+        "predictions.json and settings.json (the model record and the settings used) per run. "
+        "The settings come from the model file's record, then --config's inference section, "
+        "then flags.",
     )
     p.add_argument("source", help="image, folder, video file, or camera index (e.g. 0)")
-    p.add_argument(
-        "--weights",
-        help="checkpoint (official, mmpose 0.x or hrpose), .onnx, an http(s) URL, a registered "
+    add_common(
+        p,
+        "checkpoint (official, mmpose 0.x or hrpose), .onnx, an http(s) URL, a registered "
         "name (hrpose weights list) or 'random'; default: inference.ckpt_path of --config, else "
         "the default registered COCO model (downloaded on first use)",
+        "outputs/predict",
     )
-    p.add_argument("--config", help="a pose training YAML whose inference section to use")
-    p.add_argument("--output", default="outputs/predict", help="output folder")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--input-size", type=int, default=None)
-    p.add_argument("--no-flip", action="store_true", help="skip the flip test (about 2x faster)")
-    p.add_argument("--scales", type=float, nargs="+", default=None)
     p.add_argument(
-        "--detection-threshold",
-        type=float,
+        "--backend",
         default=None,
-        help="decoder: keep joint candidates above this heatmap value (default: "
-        "--config's inference.detection_threshold, else the official 0.1)",
+        choices=["torch", "onnxruntime"],
+        help="default: from the file (.onnx -> onnxruntime); a mismatch is an error",
     )
-    p.add_argument(
-        "--tag-threshold",
-        type=float,
-        default=None,
-        help="decoder: largest tag distance joining a person (default 1.0)",
-    )
-    p.add_argument("--max-people", type=int, default=None, help="decoder: top-k people (30)")
-    p.add_argument(
+    add_inference_flags(p)
+    d = p.add_argument_group("drawing (predictions.json keeps everyone)")
+    d.add_argument(
         "--person-threshold",
         type=float,
         default=PERSON_THRESHOLD,
-        help="draw only people with at least this score (predictions.json keeps "
-        f"everyone; default {PERSON_THRESHOLD})",
+        help=f"draw only people with at least this score (default {PERSON_THRESHOLD})",
     )
-    p.add_argument(
+    d.add_argument(
         "--joint-threshold",
-        "--threshold",
-        dest="joint_threshold",
         type=float,
         default=JOINT_THRESHOLD,
         help=f"draw only joints with at least this score (default {JOINT_THRESHOLD})",
     )
-    p.add_argument(
+    d.add_argument(
         "--limb-ratio",
         type=float,
         default=LIMB_RATIO,
-        help="draw no limb longer than this many times the person's median limb, nor a "
+        help="draw no limb longer than this many times the reference limb length, nor a "
         "joint whose limbs all are (joints grouped into the wrong person); 'inf' draws "
         f"all (default {LIMB_RATIO})",
     )
@@ -97,65 +112,47 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="opt-in fast forward: torch.compile in fp32 (compiling takes minutes, so it pays "
-        "on videos and folders; keypoints equal to fp32; see README)",
+        help="the opt-in fast path for this device (today torch.compile in fp32: compiling "
+        "takes minutes, so it pays on videos and folders; keypoints equal to fp32)",
     )
     p.add_argument(
         "--precision", choices=["fp32", "bf16", "fp16"], default=None, help="autocast precision"
     )
-    p.add_argument("--compile", action="store_true", help="torch.compile the network")
     return p
 
 
-def _predictor(args: argparse.Namespace):
-    from hrpose.config.load import load_config
-    from hrpose.config.schema import PoseTrainConfig
-    from hrpose.decode import DecodeParams
-    from hrpose.hub import DEFAULT_POSE, is_remote
-    from hrpose.predict import WEIGHTS_HELP, Predictor
+def build_predictor(args: PredictOptions, overrides: list[str]):
+    """The model of --weights (or the config's inference.ckpt_path, else the default registered
+    model) with its record's settings, overridden by --config's inference section and flags."""
+    import torch
 
-    cfg = load_config(PoseTrainConfig, args.config) if args.config else PoseTrainConfig()
+    from hrpose.cli.options import command_config, resolve_inference
+    from hrpose.config.schema import PoseTrainConfig
+    from hrpose.hub import DEFAULT_POSE
+    from hrpose.loading import load_model
+    from hrpose.predict import Predictor, fast_options
+
+    cfg = command_config(PoseTrainConfig, args, overrides)
     weights = args.weights or cfg.inference.ckpt_path
     if not weights:
         weights = DEFAULT_POSE
         print(f"no --weights: using the default registered model {weights} (`hrpose weights list`)")
-    if weights != "random" and not Path(weights).is_file() and not is_remote(weights):
-        raise SystemExit(f"hrpose predict: weights file not found: {weights}. {WEIGHTS_HELP}")
-    if args.backend == "onnxruntime" and not str(weights).endswith(".onnx"):
-        raise SystemExit(
-            "hrpose predict: --backend onnxruntime needs an .onnx file from `hrpose export onnx`"
-        )
-    params = cfg.inference.decode_params()
-    changes = _decode_changes(args)
-    if changes:
-        params = DecodeParams(**{**params.__dict__, **changes})
-    import torch
-
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    kw = {"params": params, "device": device}
+    loaded = load_model(weights, device=device, backend=args.backend)
+    settings, source = resolve_inference(loaded.record.inference, args, overrides)
+    kw: dict = {"params": settings, "device": device}
     if args.fast:
-        from hrpose.predict import fast_options
-
         kw.update(fast_options(device))
     if args.precision:
         kw["precision"] = args.precision
-    if args.compile:
-        kw["compile"] = True
-    if args.input_size or args.config:
-        kw["input_size"] = args.input_size or cfg.inference.input_size
-    return Predictor.from_weights(weights, **kw)
+    return Predictor.from_loaded(loaded, **kw), source
 
 
-def _decode_changes(args: argparse.Namespace) -> dict:
-    """Decoder settings given on the command line (they override --config's)."""
-    given = {
-        "flip": False if args.no_flip else None,
-        "scales": tuple(args.scales) if args.scales else None,
-        "detection_threshold": args.detection_threshold,
-        "tag_threshold": args.tag_threshold,
-        "max_people": args.max_people,
-    }
-    return {k: v for k, v in given.items() if v is not None}
+def _options(args: PredictOptions) -> PredictOptions:
+    return PredictOptions(
+        args.person_threshold, args.joint_threshold, args.limb_ratio, args.heatmaps, args.tags,
+        args.smooth, args.max_frames, args.batch_frames, args.ground_truth,
+    )  # fmt: skip
 
 
 def _kind(source: str) -> str:
@@ -169,46 +166,85 @@ def _kind(source: str) -> str:
     return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
 
 
-def _image_id(name: str, fallback: int) -> int:
-    stem = Path(name).stem
-    return int(stem) if stem.isdigit() else fallback
+def image_ids(paths: list[Path]) -> list[int]:
+    """COCO image ids of a run's images: a digit-named file keeps its number (COCO's names), the
+    others get numbers above every such one, in order, so no two images share an id."""
+    numbered = [int(p.stem) for p in paths if p.stem.isdigit()]
+    nxt = max(numbered, default=-1) + 1
+    out = []
+    for p in paths:
+        if p.stem.isdigit():
+            out.append(int(p.stem))
+        else:
+            out.append(nxt)
+            nxt += 1
+    return out
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    from hrpose.cli.options import parse
+    from hrpose.config.load import ConfigError
+    from hrpose.models import WeightsError
+
+    p = _parser()
+    args, overrides = parse(p, argv, ("inference",))
     if args.batch_frames is not None and args.batch_frames < 1:
         raise SystemExit(f"hrpose predict: --batch-frames must be >= 1, got {args.batch_frames}")
-    kind = _kind(args.source)
-    gt = _ground_truth(args.ground_truth) if args.ground_truth else None
+    _kind(args.source)
     try:
-        predictor = _predictor(args)
-    except (ValueError, RuntimeError) as e:
+        predictor, source = build_predictor(args, overrides)
+    except (ConfigError, WeightsError, ValueError, RuntimeError) as e:
         print(f"hrpose predict: {e}", file=sys.stderr)
         return 2
+    return run_predict(predictor, args.source, Path(args.output), _options(args), source)
+
+
+def run_predict(
+    predictor, source: str, out: Path, options: PredictOptions, set_by: dict | None = None
+) -> int:
+    """Predict on an image, folder, video or camera index; write the drawings,
+    predictions.json and settings.json to ``out``. Returns the exit status."""
+    kind = _kind(source)
+    gt = _ground_truth(options.ground_truth) if options.ground_truth else None
     if gt and next(iter(gt.values())).keypoints.shape[1] != predictor.spec.num_joints:
         k = next(iter(gt.values())).keypoints.shape[1]
         print(f"hrpose predict: --ground-truth has {k} keypoints per person but the model "
               f"predicts {predictor.spec.num_joints}; give the annotations of its keypoint set",
               file=sys.stderr)  # fmt: skip
         return 2
-    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    write_settings(out / "settings.json", predictor, options, set_by)
     dp = predictor.params
     print(
-        f"model: {predictor.description}; input {predictor.input_size}, flip {dp.flip}, "
+        f"model: {predictor.description}; input {dp.input_size}, flip {dp.flip}, "
         f"detection threshold {dp.detection_threshold}, tag threshold {dp.tag_threshold}, "
-        f"max people {dp.max_people}; drawing people with score >= {args.person_threshold} "
-        f"and joints >= {args.joint_threshold}, limbs up to {args.limb_ratio}x the person's "
-        f"median; writing to {out}"
+        f"max people {dp.max_people}, adjust {dp.adjust}, refine {dp.refine}; drawing people "
+        f"with score >= {options.person_threshold} and joints >= {options.joint_threshold}, "
+        f"limbs up to {options.limb_ratio}x the reference; writing to {out}"
     )
     if kind in ("image", "folder"):
-        paths = [Path(args.source)] if kind == "image" else list_images(args.source)
-        return _images(predictor, paths, out, args, gt)
+        paths = [Path(source)] if kind == "image" else list_images(source)
+        return _images(predictor, paths, out, options, gt)
     try:
-        return _video(predictor, args.source, kind, out, args)
+        return _video(predictor, source, kind, out, options)
     except VideoError as e:
         print(f"hrpose predict: {e}", file=sys.stderr)
         return 1
+
+
+def write_settings(path: Path, predictor, options: PredictOptions, set_by: dict | None) -> None:
+    """settings.json: the resolved model record, the settings used and where each came from."""
+    record = predictor.record.to_dict()
+    doc = {
+        "model": predictor.description,
+        "model_record": record,
+        "settings": record["inference"],
+        "set_by": set_by or {},
+        "precision": predictor.precision,
+        "device": str(predictor.device),
+        "drawing": asdict(options),
+    }
+    path.write_text(json.dumps(doc, indent=2))
 
 
 def _ground_truth(path: str) -> dict:
@@ -255,7 +291,7 @@ def _results(
 
 
 def _extras(
-    pred, image: np.ndarray, stem: str, out: Path, args: argparse.Namespace, spec: KeypointSpec
+    pred, image: np.ndarray, stem: str, out: Path, args: PredictOptions, spec: KeypointSpec
 ) -> None:
     import cv2
 
@@ -278,37 +314,28 @@ def _names(k: int, spec: KeypointSpec) -> list[str]:
     return list(spec.names) if k == spec.num_joints else [f"joint {i}" for i in range(k)]
 
 
-def _drawing(args: argparse.Namespace) -> dict:
-    """The run's drawing settings, as draw_people and drawn_joints take them."""
-    return {
-        "joint_threshold": args.joint_threshold,
-        "person_threshold": args.person_threshold,
-        "limb_ratio": args.limb_ratio,
-    }
-
-
-def _count(people, spec: KeypointSpec, args: argparse.Namespace) -> int:
+def _count(people, spec: KeypointSpec, args: PredictOptions) -> int:
     """How many of the people are drawn with the run's thresholds."""
     from hrpose.viz.draw import drawn_joints
 
     if len(people) == 0:
         return 0
-    return int(drawn_joints(people, spec=spec, **_drawing(args)).any(axis=1).sum())
+    return int(drawn_joints(people, spec=spec, **args.drawing()).any(axis=1).sum())
 
 
-def _panel(image: np.ndarray, people, truth, spec, args: argparse.Namespace) -> np.ndarray:
+def _panel(image: np.ndarray, people, truth, spec, args: PredictOptions) -> np.ndarray:
     """Prediction | ground truth; an annotated person takes the number and colour of the drawn
     person that matches it best (OKS >= 0.5), the others numbers of their own."""
     from hrpose.tracking import oks
     from hrpose.viz.draw import draw_people, drawn_joints, side_by_side
 
-    shown = drawn_joints(people, spec=spec, **_drawing(args)).any(axis=1)
+    shown = drawn_joints(people, spec=spec, **args.drawing()).any(axis=1)
     ids = np.cumsum(shown) - 1  # the drawn people's numbers, in the colours of *_pose.jpg
     sim = oks(people.keypoints[shown], truth.keypoints, spec.sigmas, threshold=0.5)
     best = sim.argmax(axis=0) if sim.size else np.zeros(len(truth), int)
     hit = sim.max(axis=0) >= 0.5 if sim.size else np.zeros(len(truth), bool)
     truth_ids = np.where(hit, best, int(shown.sum()) + np.cumsum(~hit) - 1)
-    left = draw_people(image, people, spec, ids, **_drawing(args))
+    left = draw_people(image, people, spec, ids, **args.drawing())
     right = draw_people(image, truth, spec, truth_ids, 0.5, person_threshold=0.0,
                         limb_ratio=np.inf)  # fmt: skip
     return side_by_side(
@@ -319,7 +346,7 @@ def _panel(image: np.ndarray, people, truth, spec, args: argparse.Namespace) -> 
 
 
 def _images(
-    predictor, paths: list[Path], out: Path, args: argparse.Namespace, gt: dict | None = None
+    predictor, paths: list[Path], out: Path, args: PredictOptions, gt: dict | None = None
 ) -> int:
     import cv2
     from tqdm import tqdm
@@ -329,7 +356,8 @@ def _images(
     rows: list[dict] = []
     failed: list[str] = []
     decoded = drawn = panels = 0
-    thresholds = _drawing(args)
+    thresholds = args.drawing()
+    ids = image_ids(paths)
     bar = tqdm(paths, unit="img", dynamic_ncols=True, disable=len(paths) < 2)
     for n, path in enumerate(bar):
         try:
@@ -346,7 +374,7 @@ def _images(
             cv2.imwrite(str(out / f"{path.stem}_vs_gt.jpg"), panel[:, :, ::-1])
             panels += 1
         _extras(pred, image, path.stem, out, args, predictor.spec)
-        rows += _results(pred.people, path.name, _image_id(path.name, n))
+        rows += _results(pred.people, path.name, ids[n])
         decoded += len(pred.people)
         shown = _count(pred.people, predictor.spec, args)
         drawn += shown
@@ -380,7 +408,7 @@ def _predicted(predictor, frames: Iterable[np.ndarray], batch: int, max_frames: 
         yield from zip(chunk, predictor.predict_batch(chunk), strict=True)
 
 
-def _video(predictor, source: str, kind: str, out: Path, args: argparse.Namespace) -> int:
+def _video(predictor, source: str, kind: str, out: Path, args: PredictOptions) -> int:
     from tqdm import tqdm
 
     from hrpose.predict import default_batch_frames
@@ -420,9 +448,9 @@ def _video(predictor, source: str, kind: str, out: Path, args: argparse.Namespac
                     from hrpose.structures import People
 
                     people = People(smoother(people.keypoints, ids), people.scores, people.tags)
-                writer.write(draw_people(frame, people, predictor.spec, ids, **_drawing(args)))
+                writer.write(draw_people(frame, people, predictor.spec, ids, **args.drawing()))
                 if len(people):
-                    shown = drawn_joints(people, spec=predictor.spec, **_drawing(args))
+                    shown = drawn_joints(people, spec=predictor.spec, **args.drawing())
                     drawn_ids.update(int(i) for i in np.asarray(ids)[shown.any(axis=1)])
                     drawn += int(shown.any(axis=1).sum())
                 decoded += len(people)

@@ -118,6 +118,7 @@ def pose_task(cfg: PoseTrainConfig, device: Any, info: Any) -> Any:
     from hrpose.engine.pose_task import PoseValidation, build_pose_task
     from hrpose.losses import HigherHRNetLoss
     from hrpose.models import HigherHRNet
+    from hrpose.record import record_from_training_config
 
     d, dl = cfg.data, cfg.dataloader
     ann, images = coco_paths(dl.train_ds.root, dl.train_ds.split, dl.train_ds.ann_file,
@@ -148,11 +149,11 @@ def pose_task(cfg: PoseTrainConfig, device: Any, info: Any) -> Any:
     val = dl.val_ds
     val_ann, val_images = coco_paths(val.root, val.split, val.ann_file, val.images_dir)
     pictures = 2 if cfg.tracking.log_images else 0
-    validation = PoseValidation(Path(val_ann), Path(val_images), cfg.inference.input_size,
-                                cfg.inference.decode_params(), cfg.trainer.limit_val_batches,
+    validation = PoseValidation(Path(val_ann), Path(val_images), cfg.trainer.limit_val_batches,
                                 pictures)  # fmt: skip
     model = HigherHRNet(cfg.model.width, cfg.model.num_joints)
-    return build_pose_task(model, loader, loss_fn, spec, validation, info)
+    record = record_from_training_config(to_dict(cfg), spec)
+    return build_pose_task(model, loader, loss_fn, record, validation, info)
 
 
 def classifier_task(cfg: ClassifierTrainConfig, device: Any, info: Any) -> Any:
@@ -186,3 +187,11 @@ def classifier_task(cfg: ClassifierTrainConfig, device: Any, info: Any) -> Any:
     names = class_names(tr.root, train.classes)
     return build_classifier_task(model, loader, val_loader, train.classes, names,
                                  cfg.trainer.limit_val_batches)  # fmt: skip
+
+
+def train_task(task: str, cfg: PoseTrainConfig | ClassifierTrainConfig) -> Any:
+    """Train ``task`` (pose | classifier) with a config object; the loop's FitResult."""
+    from hrpose.engine.loop import fit
+
+    build = pose_task if task == "pose" else classifier_task
+    return fit(fit_settings(cfg), lambda device, info: build(cfg, device, info), task)

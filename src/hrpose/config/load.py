@@ -46,16 +46,17 @@ def all_keys(cls: type) -> list[str]:
 def field_docs(cls: type, prefix: str = "") -> dict[str, str]:
     """Dotted key -> the field's one-line docstring (read from the class source)."""
     docs: dict[str, str] = {}
-    body = ast.parse(inspect.getsource(cls)).body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:], strict=False):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-            and isinstance(nxt.value.value, str)
-        ):
-            docs[prefix + node.target.id] = nxt.value.value.strip()
+    for klass in reversed([c for c in cls.__mro__ if dataclasses.is_dataclass(c)]):
+        body = ast.parse(inspect.getsource(klass)).body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:], strict=False):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[prefix + node.target.id] = nxt.value.value.strip()
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[f.name]):
@@ -243,8 +244,27 @@ def _check_keys(
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """Config dataclass -> plain nested dict (for YAML; cli/train.py hands it to the loop)."""
-    return dataclasses.asdict(cfg)
+    """Config dataclass -> plain nested dict of YAML types (tuples become lists)."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def given_values(path: str | Path | None, overrides: list[str], section: str) -> dict[str, Any]:
+    """The fields of one section that a YAML file and ``--section.field=value`` overrides set
+    explicitly (values as given: YAML types or text), for precedence over a model's record."""
+    given: dict[str, Any] = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        given.update((data.get(section) or {}) if isinstance(data, dict) else {})
+    given.update(parse_overrides(list(overrides)).get(section) or {})
+    return given
 
 
 def to_yaml(cfg: Any) -> str:

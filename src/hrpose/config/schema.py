@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hrpose.structures import DecodeParams
+from hrpose.structures import InferenceSettings
 
 _ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 _AMP = ("off", "auto", "bf16", "fp16")
@@ -287,43 +287,19 @@ class SchedulerConfig:
         _check(self.warmup_epochs >= 0, "scheduler.warmup_epochs must be >= 0")
 
 
-@dataclass
-class InferenceConfig:
-    """Decoding for validation and prediction (official test settings). The decode fields carry
-    :class:`hrpose.structures.DecodeParams`' names, defaults and checks (one set of settings)."""
+@dataclass(frozen=True)
+class InferenceConfig(InferenceSettings):
+    """Decoding for validation and prediction: the fields of
+    :class:`hrpose.structures.InferenceSettings` (their one definition: input size and every
+    decoder setting, official test defaults), plus the weights ``hrpose predict --config`` uses."""
 
     ckpt_path: str | None = None
     """Weights `hrpose predict --config` uses when --weights is not given; None = --weights is
     required (training validates the model it trains and ignores this)."""
-    input_size: int = 512
-    """Short-side input size for inference."""
-    flip: bool = DecodeParams.flip
-    """Average with the horizontally flipped image."""
-    detection_threshold: float = DecodeParams.detection_threshold
-    """Keep joint candidates above this heatmap value (was det_threshold)."""
-    tag_threshold: float = DecodeParams.tag_threshold
-    """Largest tag distance for joining a candidate to a person."""
-    max_people: int = DecodeParams.max_people
-    """Top-k candidates per joint."""
-    nms_kernel: int = DecodeParams.nms_kernel
-    """Max-pool kernel for peak NMS."""
-    adjust: bool = DecodeParams.adjust
-    """Quarter-pixel peak adjustment."""
-    refine: bool = DecodeParams.refine
-    """Fill missing joints from each person's mean tag."""
-    scales: list[float] = field(default_factory=lambda: [1.0])
-    """Test scales (multi-scale test: e.g. [2.0, 1.0, 0.5]; the official default is [1])."""
 
-    def __post_init__(self) -> None:
-        _check(self.input_size % 32 == 0, "inference.input_size must be a multiple of 32")
-        try:
-            self.decode_params()
-        except ValueError as e:
-            raise ValueError(f"inference: {e}") from e
-
-    def decode_params(self) -> DecodeParams:
-        """The decoder settings these fields hold."""
-        return DecodeParams.from_object(self)
+    def settings(self) -> InferenceSettings:
+        """The inference settings these fields hold (without ckpt_path)."""
+        return InferenceSettings(**{n: getattr(self, n) for n in InferenceSettings.names()})
 
 
 @dataclass

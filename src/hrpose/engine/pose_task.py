@@ -15,26 +15,24 @@ import numpy as np
 import torch
 
 from hrpose.data.coco import read_image_rgb
-from hrpose.decode import DecodeParams
 from hrpose.engine import distributed as dist_utils
 from hrpose.engine.loop import StepContext, StepOutput, TaskParts
 from hrpose.evaluation.coco_eval import evaluate_keypoints
 from hrpose.evaluation.pose import image_list, predict_images
 from hrpose.losses import HigherHRNetLoss
 from hrpose.normalization import normalize_batch
-from hrpose.predict import Predictor, spec_to_dict
-from hrpose.skeleton import KeypointSpec
+from hrpose.predict import Predictor
+from hrpose.record import ModelRecord
 from hrpose.viz.draw import draw_people, heatmap_grid, tag_plot
 
 
 @dataclass(frozen=True)
 class PoseValidation:
-    """How to validate: the COCO split, the inference geometry and decoding, how much to use."""
+    """How to validate: the COCO split, how much of it, how many pictures (the inference
+    settings are the model record's, the same a checkpoint of the run carries)."""
 
     annotation_file: Path
     images_dir: Path
-    input_size: int
-    params: DecodeParams
     limit: int | None = None  # first N images only; None = all
     pictures: int = 2  # images drawn at every validation (0 = none)
 
@@ -43,11 +41,13 @@ def build_pose_task(
     model: torch.nn.Module,
     loader: Any,
     loss_fn: HigherHRNetLoss,
-    spec: KeypointSpec,
+    record: ModelRecord,
     validation: PoseValidation | None,
     info: dist_utils.DistInfo,
 ) -> TaskParts:
-    """Step (forward + the official loss) and COCO-AP validation for ``hrpose train pose``.
+    """Step (forward + the official loss) and COCO-AP validation for ``hrpose train pose``;
+    ``record`` (architecture, keypoint set, inference settings, provenance) goes into every
+    checkpoint and sets how validation decodes.
 
     Under DDP each rank predicts every ``world_size``-th validation image, without the padding
     a DistributedSampler adds, so rank 0 evaluates each image exactly once.
@@ -65,8 +65,7 @@ def build_pose_task(
 
     def predictor(m: torch.nn.Module, ctx: StepContext) -> Predictor:
         assert validation is not None
-        return Predictor(m, spec=spec, input_size=validation.input_size,
-                         params=validation.params, device=ctx.device)  # fmt: skip
+        return Predictor(m, record=record, device=ctx.device)
 
     def validate(m: torch.nn.Module, ctx: StepContext) -> dict[str, float]:
         images = todo()
@@ -96,7 +95,7 @@ def build_pose_task(
         "AP",
         sample_image,
         val_images if usable and validation.pictures else None,  # type: ignore[union-attr]
-        extra={"keypoint_spec": spec_to_dict(spec)},
+        extra={"model_record": record.to_dict()},
     )
 
 

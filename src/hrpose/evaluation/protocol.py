@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from hrpose import __version__
-from hrpose.structures import DecodeParams
+from hrpose.structures import InferenceSettings
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -25,36 +25,33 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 @dataclass
 class ProtocolRecord:
-    """Settings and provenance of one evaluation run; the decode fields carry
-    :class:`~hrpose.structures.DecodeParams`' names (build with :meth:`from_params`)."""
+    """Settings and provenance of one evaluation run. ``to_json`` writes every inference setting
+    (:class:`~hrpose.structures.InferenceSettings`, their one definition) as a top-level field,
+    next to the model record of the weights evaluated."""
 
     annotation_file: str
     num_images: int
-    input_size: int
-    flip: bool
-    scales: list[float]
-    adjust: bool
-    refine: bool
-    detection_threshold: float
-    tag_threshold: float
-    max_people: int
-    nms_kernel: int
+    settings: InferenceSettings
+    model_record: dict[str, Any] | None = None
     weights: str | None = None
     weights_sha256: str | None = None
     evaluator: str = "pycocotools"
+    world_size: int = 1
     hrpose_version: str = __version__
     date: str = field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
     )
     stats: dict[str, float] = field(default_factory=dict)
 
-    @classmethod
-    def from_params(cls, params: DecodeParams, **fields: Any) -> ProtocolRecord:
-        """A record whose decode fields are taken, by name, from ``params``."""
-        names = {f.name for f in dataclass_fields(cls)} & set(DecodeParams.names())
-        decode = {n: getattr(params, n) for n in names}
-        decode["scales"] = list(params.scales)
-        return cls(**decode, **fields)
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data: the settings flattened to top-level keys (input_size, flip, ...)."""
+        data = {
+            f.name: getattr(self, f.name) for f in dataclass_fields(self) if f.name != "settings"
+        }
+        flat = {n: getattr(self.settings, n) for n in InferenceSettings.names()}
+        flat["scales"] = list(self.settings.scales)
+        return {"annotation_file": data.pop("annotation_file"),
+                "num_images": data.pop("num_images"), **flat, **data}  # fmt: skip
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return json.dumps(self.to_dict(), indent=2)
