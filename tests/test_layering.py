@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "hrpose"
 README = ROOT / "README.md"
 
-# Pure-compute packages at L1 that must not import one another (README: "Rules").
+# Pure-compute packages at L1 that must not import one another (README: "Package layout").
 SIBLINGS = {"models", "losses", "decode", "data", "viz", "evaluation"}
 # Packages only cli/ (and the package itself) may import: the config tree becomes values and
 # objects in cli/ alone, so engine/, data/ etc. take plain values (STYLE.md).
