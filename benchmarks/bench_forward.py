@@ -49,9 +49,9 @@ def _ort(model: nn.Module, x: torch.Tensor, tmp: Path) -> Forward:
     import onnxruntime as ort
 
     from hrpose.export import export_onnx
-    from hrpose.skeleton import COCO17
+    from hrpose.record import registered_record
 
-    path = export_onnx(model, tmp / "model.onnx", COCO17, input_size=x.shape[2])
+    path = export_onnx(model, tmp / "model.onnx", registered_record(model.width, 17, input_size=x.shape[2]))
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = torch.get_num_threads()
@@ -67,11 +67,11 @@ def _openvino(model: nn.Module, x: torch.Tensor, tmp: Path, precision: str) -> F
     import openvino as ov
 
     from hrpose.export import export_onnx
-    from hrpose.skeleton import COCO17
+    from hrpose.record import registered_record
 
     path = tmp / "model.onnx"
     if not path.exists():
-        export_onnx(model, path, COCO17, input_size=x.shape[2])
+        export_onnx(model, path, registered_record(model.width, 17, input_size=x.shape[2]))
     config = {
         "INFERENCE_PRECISION_HINT": precision,
         "INFERENCE_NUM_THREADS": torch.get_num_threads(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -83,3 +84,12 @@ def test_weights_protocol_record(coco_mini, tmp_path, capsys) -> None:
     assert len(record["weights_sha256"]) == 64 and "AP" in record["stats"]
     assert (out / "summary.txt").read_text().count("Average") == 10
     assert (out / "keypoints_val2017_results.json").is_file()
+
+
+def test_default_output_folders_differ_per_annotation_file() -> None:
+    from hrpose.cli.eval_pose import default_output
+
+    a = default_output("w.pt", Path("data/a/person_keypoints.json"), "val2017")
+    b = default_output("w.pt", Path("data/b/person_keypoints.json"), "val2017")
+    assert a != b and a.name == "w-a-person_keypoints"
+    assert default_output("w.pt", None, "val2017") == Path("outputs/eval/w-val2017")

@@ -93,3 +93,12 @@ def test_ground_truth_errors_name_the_problem(shared_data, tmp_path, capsys) -> 
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(SystemExit, match="not a readable COCO keypoints file"):
         main([*argv, "--ground-truth", str(tmp_path / "bad.json")])
+
+
+def test_image_ids_are_unique_beside_digit_named_files() -> None:
+    from hrpose.cli.predict import image_ids
+
+    paths = [Path("3.jpg"), Path("a.jpg"), Path("b.jpg"), Path("000000000001.jpg")]
+    ids = image_ids(paths)
+    assert ids[0] == 3 and ids[3] == 1  # COCO names keep their ids
+    assert len(set(ids)) == len(ids)  # the others never take one of them

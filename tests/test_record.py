@@ -184,3 +184,11 @@ def test_onnx_weights_take_a_spec(tmp_path) -> None:
     assert predictor.spec.names[0] == "j0" and predictor.input_size == 64
     with pytest.raises(Exception, match="predicts 17 joints but the keypoint spec has 14"):
         Predictor.from_weights(path, spec=CROWDPOSE14)
+
+
+def test_load_model_from_the_package_root() -> None:
+    import hrpose
+    from hrpose.loading import load_model
+
+    assert hrpose.load_model is load_model
+    assert hrpose.load_model("random", width=8).record.origin == "untrained"

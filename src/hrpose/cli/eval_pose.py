@@ -89,9 +89,11 @@ def main(argv: list[str]) -> int:
         print(f"hrpose eval pose: pass --weights or --results. {WEIGHTS_HELP}", file=sys.stderr)
         return 2
     weights = args.weights or cfg.inference.ckpt_path
-    name = Path(str(weights)).stem
-    data_name = f"{ann.parent.name}-{ann.stem}" if args.annotations else val.split
-    out = Path(args.output or f"outputs/eval/{name}-{data_name}")
+    out = (
+        Path(args.output)
+        if args.output
+        else default_output(weights, ann if args.annotations else None, val.split)
+    )
     target = EvalTarget(ann, images, out, val.split, args.limit, args.evaluator)
     try:
         predictor = _predictor(args, overrides, weights)
@@ -106,6 +108,13 @@ def main(argv: list[str]) -> int:
     if args.mlflow:
         _log_mlflow(out)
     return 0 if stats else 1
+
+
+def default_output(weights: str, annotations: Path | None, split: str) -> Path:
+    """outputs/eval/<weights>-<split>, or -<folder>-<file> of an --annotations file, so that
+    evaluations of two annotation files never share a folder."""
+    data = f"{annotations.parent.name}-{annotations.stem}" if annotations else split
+    return Path("outputs/eval") / f"{Path(str(weights)).stem}-{data}"
 
 
 def _predictor(args: argparse.Namespace, overrides: list[str], weights: str):
