@@ -14,6 +14,7 @@ LAYERS = {
     "affine": 0,
     "normalization": 0,
     "config.schema": 0,
+    "engine.settings": 0,  # the run sections of config.schema: plain dataclasses
     "models": 1,
     "losses": 1,
     "decode": 1,

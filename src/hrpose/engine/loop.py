@@ -4,7 +4,7 @@ A task supplies its model, loader, a step function and a validation function (``
 this module owns everything around them: device, DDP, AMP, channels_last, compile, LR schedule,
 gradient clipping, checkpoints (atomic, exact resume), SIGINT/SIGTERM, NaN stops, progress bars,
 and tracking (MLflow + run-folder files). Only rank 0 writes. It takes plain values
-(``engine.settings.FitSettings``, built by cli/train.py) and never reads the config tree.
+(``engine.settings.FitSettings``: the config's run sections) and never reads the config tree.
 
 Resume: last.pt after an epoch starts the next one; last.pt saved on SIGINT/SIGTERM holds the
 batch position and the epoch's running sums, and the resumed run continues at the next batch
@@ -15,6 +15,7 @@ way the per-step losses equal those of an unbroken run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -42,8 +43,13 @@ from hrpose.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from hrpose.engine.optim import build_optimizer, param_groups, set_lr
-from hrpose.engine.settings import FitSettings, LoopSettings, OptimizerSettings, RunSettings
+from hrpose.engine.optim import build_optimizer, learning_rate, param_groups, set_lr
+from hrpose.engine.settings import (
+    FitSettings,
+    OptimizerSettings,
+    SetupSettings,
+    TrainerSettings,
+)
 from hrpose.engine.tracking import (
     MlflowTracker,
     NullTracker,
@@ -169,7 +175,7 @@ class FitResult:
     status: str  # FINISHED | KILLED
 
 
-def _new_run_dir(run: RunSettings) -> Path:
+def _new_run_dir(run: SetupSettings) -> Path:
     name = run.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(run.results_dir) / run.experiment_name / name
     if (run_dir / "checkpoints" / "last.pt").exists():
@@ -183,13 +189,13 @@ def _new_run_dir(run: RunSettings) -> Path:
 def _make_tracker(s: FitSettings, run_dir: Path, run_id: str | None) -> NullTracker:
     if not s.tracking.mlflow:
         return NullTracker()
-    uri = s.tracking.uri or default_tracking_uri(s.run.results_dir)
+    uri = s.tracking.uri or default_tracking_uri(s.setup.results_dir)
     return MlflowTracker(
         uri,
-        s.run.experiment_name,
+        s.setup.experiment_name,
         run_dir.name,
         run_id=run_id,
-        artifact_root=Path(s.run.results_dir) / "mlartifacts",
+        artifact_root=Path(s.setup.results_dir) / "mlartifacts",
         system_metrics=s.tracking.system_metrics,
     )
 
@@ -310,12 +316,12 @@ def fit(
     task_name: str,
 ) -> FitResult:
     """Train the task ``build`` makes, as ``settings`` say (cli/train.py makes them)."""
-    loop = settings.loop
+    loop = settings.trainer
     device = resolve_device(loop.accelerator)
-    info = dist_utils.init_distributed(loop.use_ddp, device, loop.ddp_timeout_s)
+    info = dist_utils.init_distributed(loop.use_DDP, device, loop.ddp_timeout_s)
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
-    seed_everything(settings.run.seed + info.rank)
+    seed_everything(settings.setup.seed + info.rank)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # tiny activations of a fresh net slow CPU math otherwise
     try:
@@ -336,7 +342,7 @@ def make_optimization(
     model: nn.Module,
     o: OptimizerSettings,
     lr_at: Callable[[float], float],
-    loop: LoopSettings,
+    loop: TrainerSettings,
     device: torch.device,
 ) -> Optimization:
     """The optimizer over ``model``'s parameter groups, the AMP dtype and its loss scaler."""
@@ -365,23 +371,25 @@ class _Run:
         self.s, self.parts, self.task, self.info = s, parts, task, info
         self.main = info.is_main
         model = parts.model.to(device)
-        if s.loop.channels_last:
+        if s.trainer.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        resume = _resume_state(s.run.ckpt_path, task)
-        if resume is None and s.run.pretrained_ckpt_path:
+        resume = _resume_state(s.setup.ckpt_path, task)
+        if resume is None and s.setup.pretrained_ckpt_path:
             from hrpose.models import load_weights
 
-            report = load_weights(model, s.run.pretrained_ckpt_path)
+            report = load_weights(model, s.setup.pretrained_ckpt_path)
             if self.main:
-                print(f"pretrained weights {s.run.pretrained_ckpt_path}: {report.summary()}")
-        self.opt = make_optimization(model, s.optimizer, s.schedule, s.loop, device)
+                print(f"pretrained weights {s.setup.pretrained_ckpt_path}: {report.summary()}")
+        lr_at = functools.partial(learning_rate, lr=s.optimizer.lr, scheduler=s.scheduler,
+                                  max_epochs=s.trainer.max_epochs)  # fmt: skip
+        self.opt = make_optimization(model, s.optimizer, lr_at, s.trainer, device)
         self.progress, self.best, run_id = Progress(), None, None
         if resume is not None:
             run_id = self._restore(resume)
-            run_dir = run_dir_of(s.run.ckpt_path)  # type: ignore[arg-type]
+            run_dir = run_dir_of(s.setup.ckpt_path)  # type: ignore[arg-type]
         else:
-            run_dir = _new_run_dir(s.run) if self.main else Path()
+            run_dir = _new_run_dir(s.setup) if self.main else Path()
         self.run_dir = Path(str(dist_utils.broadcast_object(str(run_dir))))
         self.train_model = self._wrap(model, device)
         self.tracker = _make_tracker(s, self.run_dir, run_id) if self.main else NullTracker()
@@ -392,9 +400,9 @@ class _Run:
             self._open_run_folder(resume is not None, device)
         if resume is not None:
             set_rng_state(resume["rng"])
-        self.ctx = StepContext(device, s.loop.channels_last)
+        self.ctx = StepContext(device, s.trainer.channels_last)
         steps = len(parts.train_loader)
-        limit = s.loop.limit_batches
+        limit = s.trainer.limit_batches
         self.steps = min(steps, limit) if limit else steps
         self.sample_logged = False
 
@@ -428,7 +436,7 @@ class _Run:
               f"world {self.info.world_size})")  # fmt: skip
 
     def _wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
-        loop = self.s.loop
+        loop = self.s.trainer
         if loop.sync_batchnorm and self.info.enabled:
             if device.type == "cuda":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -449,7 +457,7 @@ class _Run:
             "optimizer": opt.optimizer.state_dict(),
             "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else None,
             "scheduler": {
-                "name": self.s.schedule.name,
+                "name": self.s.scheduler.name,
                 "lr": opt.optimizer.param_groups[0]["lr"],
             },  # fmt: skip
             "epoch": p.epoch,
@@ -466,7 +474,7 @@ class _Run:
         }
 
     def train(self) -> FitResult:
-        loop, p = self.s.loop, self.progress
+        loop, p = self.s.trainer, self.progress
         status, metrics = "FINISHED", {}
         try:
             with _StopFlag() as stop:
@@ -498,7 +506,7 @@ class _Run:
         return FitResult(self.run_dir, p.epoch, self.best, metrics, status)
 
     def _on_step(self, bar: Any, t0: float, seen0: int) -> Callable:
-        log_every, p, world = self.s.loop.log_every, self.progress, self.info.world_size
+        log_every, p, world = self.s.trainer.log_every, self.progress, self.info.world_size
         log_images = self.s.tracking.log_images
 
         def on_step(values: dict[str, float], lr: float, batch: Any) -> None:
@@ -527,7 +535,7 @@ class _Run:
         )
 
     def _end_epoch(self, elapsed: float, seen: int) -> dict[str, float]:
-        loop, p, parts = self.s.loop, self.progress, self.parts
+        loop, p, parts = self.s.trainer, self.progress, self.parts
         n = max(1, p.batch)
         metrics = dist_utils.reduce_mean({f"train/{k}": v / n for k, v in p.sums.items()})
         metrics["lr"] = self.opt.lr_at(p.epoch)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from hrpose.engine.settings import SchedulerSettings
+
 _NORMS = (
     nn.modules.batchnorm._BatchNorm,
     nn.GroupNorm,
@@ -102,3 +104,16 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set every group's LR (groups differ only in weight decay)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def learning_rate(
+    position: float, *, lr: float, scheduler: SchedulerSettings, max_epochs: int
+) -> float:
+    """The LR at ``position`` (epochs done, fractional): the optimizer section's base ``lr``
+    times the scheduler section's factor over ``max_epochs`` (the trainer section's)."""
+    return lr * lr_factor(
+        position, schedule=scheduler.name, max_epochs=max_epochs,
+        milestones=scheduler.milestones, gamma=scheduler.gamma,
+        warmup_epochs=scheduler.warmup_epochs, warmup_factor=scheduler.warmup_factor,
+        min_factor=scheduler.min_lr_factor,
+    )  # fmt: skip
