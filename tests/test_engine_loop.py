@@ -140,3 +140,17 @@ def test_mlflow_local_store(tmp_path) -> None:
     assert "top1" in run.data.metrics and run.info.status == "FINISHED"
     history = client.get_metric_history(run.info.run_id, "train/loss")
     assert len(history) == 2
+
+
+def test_progress_in_a_log_is_one_line_per_epoch(tmp_path, capfd) -> None:
+    """With stderr not a terminal (a log file), progress bars print no carriage-return redraws:
+    the output is the run line and one summary line per epoch (epoch, loss, img/s, time)."""
+    fit(_config(tmp_path, "--trainer.progress=True"), _builder(), "classifier")
+    said = capfd.readouterr()
+    text = said.out + said.err
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert len(lines) <= 4 + 2, lines
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 4 and all("loss" in e and "img/s" in e for e in epochs)
+    assert epochs[-1].startswith("epoch 4/4") and epochs[-1].rstrip().endswith(" s")

@@ -15,6 +15,7 @@ LAYERS = {
     "normalization": 0,
     "config.schema": 0,
     "engine.settings": 0,  # the run sections of config.schema: plain dataclasses
+    "progress": 0,
     "models": 1,
     "losses": 1,
     "decode": 1,

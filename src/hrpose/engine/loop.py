@@ -5,8 +5,8 @@ A task supplies its model, loader, a step function and a validation function (``
 surrounds the loop lives in modules named for it: ``wrapping`` (device, AMP, channels_last,
 compile, DDP), ``optim`` (the optimizer step and the LR as a function of the position),
 ``checkpoint`` (what a checkpoint holds, restoring it, pretrained weights), ``run_dir`` (the run
-folder and its pictures), ``signals`` (SIGINT/SIGTERM) and ``tracking`` (MLflow and metric
-files). Only rank 0 writes. It takes plain values
+folder and its pictures), ``signals`` (SIGINT/SIGTERM), ``tracking`` (MLflow and metric files)
+and :mod:`hrpose.progress` (bars). Only rank 0 writes. It takes plain values
 (``engine.settings.FitSettings``: the config's run sections) and never reads the config tree.
 
 Resume: last.pt after an epoch starts the next one; last.pt saved on SIGINT/SIGTERM holds the
@@ -48,6 +48,7 @@ from hrpose.engine.settings import FitSettings
 from hrpose.engine.signals import StopFlag
 from hrpose.engine.tracking import NullTracker, RunFiles, make_tracker
 from hrpose.engine.wrapping import place_model, rank_device, resolve_amp, resolve_device, wrap_model
+from hrpose.progress import ProgressBar
 
 
 class TrainingStopped(RuntimeError):
@@ -258,16 +259,15 @@ class _Run:
             with StopFlag() as stop:
                 while p.epoch < t.max_epochs:
                     t0, seen0 = time.perf_counter(), p.seen
-                    bar = _progress(t.progress and self.main, self.steps, p.epoch,
-                                    t.max_epochs)  # fmt: skip
-                    if bar is not None:
-                        bar.update(p.batch)
+                    # Off a terminal the bar stays silent: the epoch's summary line is printed.
+                    bar = ProgressBar(self.steps, f"epoch {p.epoch + 1}/{t.max_epochs}",
+                                      enabled=t.progress and self.main, leave=False,
+                                      summary=False, initial=p.batch)  # fmt: skip
                     stopped = train_one_epoch(
                         self.train_model, self.parts.train_loader, self.parts.train_step,
                         self.opt, self.ctx, p, self.steps, stop, self._on_step(bar, t0, seen0),
                     )  # fmt: skip
-                    if bar is not None:
-                        bar.close()
+                    bar.close()
                     if stopped:
                         status = "KILLED"
                         self._save_stopped(metrics)
@@ -290,13 +290,13 @@ class _Run:
             extra=self.parts.extra,
         )  # fmt: skip
 
-    def _on_step(self, bar: Any, t0: float, seen0: int) -> Callable:
+    def _on_step(self, bar: ProgressBar, t0: float, seen0: int) -> Callable:
         log_every, p, world = self.s.trainer.log_every, self.progress, self.info.world_size
         log_images, sample = self.s.tracking.log_images, self.parts.sample_image
 
         def on_step(values: dict[str, float], lr: float, batch: Any) -> None:
             ips = (p.seen - seen0) * world / max(time.perf_counter() - t0, 1e-9)
-            if bar is not None:
+            if bar.enabled:
                 bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.2g}", ips=f"{ips:.1f}")
                 bar.update()
             if self.main and p.step % log_every == 0:
@@ -351,15 +351,6 @@ class _Run:
             print(_summary_line(p.epoch - 1, t.max_epochs, metrics, elapsed, improved))
         dist_utils.barrier()
         return metrics
-
-
-def _progress(enabled: bool, total: int, epoch: int, max_epochs: int) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=f"epoch {epoch + 1}/{max_epochs}", leave=False,
-                dynamic_ncols=True)  # fmt: skip
 
 
 def _summary_line(

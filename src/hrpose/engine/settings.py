@@ -80,7 +80,7 @@ class TrainerSettings:
     ddp_timeout_s: int = 600
     """Collective timeout in seconds: a dead or stuck rank ends the job instead of hanging."""
     progress: bool = True
-    """Show tqdm progress bars on rank 0."""
+    """Show tqdm progress bars on rank 0 (on a terminal; a log file gets one line per epoch)."""
 
     def __post_init__(self) -> None:
         _check(self.accelerator in ACCELERATORS, f"trainer.accelerator must be in {ACCELERATORS}")
