@@ -12,7 +12,7 @@ Format (``FORMAT_VERSION`` 1)::
 
 A file with only ``model`` (or an official state dict) is loaded for weights, never resumed.
 :func:`training_state` builds this dict from a run's state and :func:`restore` puts it back;
-:func:`load_pretrained` starts a new run from weights instead.
+:func:`load_pretrained` starts a new run from weights instead (a file, URL or registered name).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from hrpose.engine import distributed as dist_utils
 
 FORMAT_VERSION = 1
 
@@ -176,9 +178,16 @@ def restore(
 
 
 def load_pretrained(model: nn.Module, weights: str, is_main: bool = True) -> None:
-    """Start ``model`` from the weights file ``weights`` (a new run, not a resume)."""
+    """Start ``model`` from ``weights``: a file, an http(s) URL or a registered name, resolved
+    as ``--weights`` is (a download goes to the cache once: rank 0 fetches, the others wait)."""
+    from hrpose.hub import resolve_weights
     from hrpose.models import load_weights
 
-    report = load_weights(model, weights)
+    if not is_main:
+        dist_utils.barrier()  # rank 0 downloads first; the others then find it in the cache
+    path = resolve_weights(weights, quiet=not is_main)
+    if is_main:
+        dist_utils.barrier()
+    report = load_weights(model, path)
     if is_main:
         print(f"pretrained weights {weights}: {report.summary()}")

@@ -42,7 +42,9 @@ class SetupSettings:
     """A last.pt/best.pt to resume from: weights, optimizer, epoch and batch, RNG and MLflow run
     (a last.pt saved by SIGINT/SIGTERM continues at the next batch); None = a new run."""
     pretrained_ckpt_path: str | None = None
-    """Weights to start from (classifier -> backbone only; pose -> all); None = random init."""
+    """Weights to start from: a file, an http(s) URL or a registered name (`hrpose weights
+    list`), as --weights takes them (classifier -> backbone only; pose -> all); None = random
+    init."""
 
     def __post_init__(self) -> None:
         _check(bool(self.experiment_name), "setup.experiment_name must not be empty")
