@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 import signal
 
@@ -35,7 +37,12 @@ def _config(tmp_path, *extra: str) -> FitSettings:
     return fit_settings(cfg)
 
 
-def _builder(nan_at: int | None = None, kill_at: int | None = None, log: list | None = None):
+def _builder(
+    nan_at: int | None = None,
+    kill_at: int | None = None,
+    log: list | None = None,
+    first_weight: list | None = None,
+):
     def build(device, info):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -47,6 +54,8 @@ def _builder(nan_at: int | None = None, kill_at: int | None = None, log: list | 
 
         def step(m, batch, ctx):
             calls["n"] += 1
+            if first_weight is not None and calls["n"] == 1:
+                first_weight.append(m[0].weight.detach().clone())  # what training starts from
             if kill_at is not None and calls["n"] == kill_at:
                 os.kill(os.getpid(), signal.SIGTERM)
             xb, yb = ctx.to_device(batch)
@@ -140,3 +149,50 @@ def test_mlflow_local_store(tmp_path) -> None:
     assert "top1" in run.data.metrics and run.info.status == "FINISHED"
     history = client.get_metric_history(run.info.run_id, "train/loss")
     assert len(history) == 2
+
+
+def test_progress_in_a_log_is_one_line_per_epoch(tmp_path, capfd) -> None:
+    """With stderr not a terminal (a log file), progress bars print no carriage-return redraws:
+    the output is the run line and one summary line per epoch (epoch, loss, img/s, time)."""
+    fit(_config(tmp_path, "--trainer.progress=True"), _builder(), "classifier")
+    said = capfd.readouterr()
+    text = said.out + said.err
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert len(lines) <= 4 + 2, lines
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 4 and all("loss" in e and "img/s" in e for e in epochs)
+    assert epochs[-1].startswith("epoch 4/4") and epochs[-1].rstrip().endswith(" s")
+
+
+def test_pretrained_weights_by_url_or_registered_name(tmp_path, monkeypatch, capsys) -> None:
+    """setup.pretrained_ckpt_path takes what --weights takes: an http(s) URL (downloaded once
+    into $HRPOSE_CACHE, here from a 127.0.0.1 server) or a registered name."""
+    from hrpose import hub
+    from local_http import LocalServer
+
+    monkeypatch.setenv("HRPOSE_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(7)
+    donor = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    buf = io.BytesIO()
+    torch.save(donor.state_dict(), buf)
+    server = LocalServer()
+    try:
+        server.handler.files["/w/toy.pth"] = buf.getvalue()
+        url = server.url + "/w/toy.pth"
+        entry = next(iter(hub.REGISTRY.values()))
+        monkeypatch.setitem(
+            hub.REGISTRY, "toy-w8", dataclasses.replace(entry, name="toy-w8", url=url, sha256=None)
+        )
+        for i, weights in enumerate([url, "toy-w8"]):
+            first: list = []
+            extra = ("--trainer.max_epochs=1", f"--setup.pretrained_ckpt_path={weights}")
+            fit(_config(tmp_path / str(i), *extra), _builder(first_weight=first), "classifier")
+            assert torch.equal(first[0], donor[0].weight)
+        out = capsys.readouterr().out
+        assert f"pretrained weights {url}: loaded 4 tensors" in out
+        assert "pretrained weights toy-w8: loaded 4 tensors" in out
+        assert [p for p, _ in server.handler.log] == ["/w/toy.pth"]  # the name used the cache
+        assert hub.cached_path(url).is_file()
+    finally:
+        server.stop()

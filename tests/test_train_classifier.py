@@ -165,3 +165,20 @@ def test_eval_and_classify_cli(imagenet, tmp_path, capsys) -> None:
     )
     out = capsys.readouterr().out
     assert rc == 0 and out.count("%") >= 6 and len(list((tmp_path / "o").iterdir())) == 6
+
+
+def test_eval_classifier_log_has_no_redraws(imagenet, tmp_path, capfd) -> None:
+    """`hrpose eval classifier` with stderr not a terminal: one plain progress line."""
+    from hrpose.models import HRNetClassifier
+
+    torch.manual_seed(0)
+    weights = tmp_path / "cls.pth"
+    torch.save(HRNetClassifier(8, 3).state_dict(), weights)
+    argv = ["eval", "classifier", "--weights", str(weights), f"--data.root={imagenet}",
+            "--input-size", "32", "--resize", "36", "--workers", "0",
+            "--batch-size", "2"]  # fmt: skip
+    assert main(argv) == 0
+    said = capfd.readouterr()
+    assert "\r" not in said.err and "top-1" in said.out
+    (line,) = said.err.splitlines()
+    assert line.startswith("evaluating: 9/9 batch in ")

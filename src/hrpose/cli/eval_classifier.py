@@ -36,12 +36,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--workers", type=int, default=4)
     args = p.parse_args(argv)
     import torch
-    from tqdm import tqdm
 
     from hrpose.data.coco import DatasetError
     from hrpose.data.imagenet import ImageFolder, ValTransform
     from hrpose.evaluation.classification import TopkAccuracy
     from hrpose.models.weights import WeightsError
+    from hrpose.progress import progress
 
     try:
         model, _, _ = load_classifier(args.weights)
@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     loader = torch.utils.data.DataLoader(data, args.batch_size, num_workers=args.workers)
     acc = TopkAccuracy((1, 5))
     with torch.no_grad():
-        for images, labels in tqdm(loader, desc="evaluating", unit="batch"):
+        for images, labels in progress(loader, "evaluating", "batch"):
             acc.update(model(images), labels)
     res = acc.compute()
     print(f"top-1 {res['top1']:.2f}%  top-5 {res['top5']:.2f}%  ({acc.count} images)")

@@ -72,39 +72,12 @@ def main(argv: list[str]) -> int:
 
 
 def fit_settings(cfg: PoseTrainConfig | ClassifierTrainConfig) -> FitSettings:
-    """The config tree -> the training loop's values (engine.settings) and the config as a dict."""
-    from hrpose.engine.settings import (
-        FitSettings,
-        LoopSettings,
-        LRSchedule,
-        OptimizerSettings,
-        RunSettings,
-        TrackingSettings,
-    )
+    """What the loop takes: the config's run sections as they are (they are the engine's own
+    settings classes) and the whole config as a plain dict (stored in the run folder)."""
+    from hrpose.engine.settings import FitSettings
 
-    t, su, o, sc, tr = cfg.trainer, cfg.setup, cfg.optimizer, cfg.scheduler, cfg.tracking
-    loop = LoopSettings(
-        accelerator=t.accelerator, max_epochs=t.max_epochs, limit_batches=t.limit_batches,
-        use_ddp=t.use_DDP, ddp_timeout_s=t.ddp_timeout_s, sync_batchnorm=t.sync_batchnorm,
-        use_compile=t.use_compile, amp=t.amp, channels_last=t.channels_last,
-        grad_clip=t.grad_clip, val_every=t.val_every, log_every=t.log_every, progress=t.progress,
-    )  # fmt: skip
-    run = RunSettings(
-        seed=su.seed, results_dir=su.results_dir, experiment_name=su.experiment_name,
-        run_name=su.run_name, ckpt_path=su.ckpt_path, pretrained_ckpt_path=su.pretrained_ckpt_path,
-    )  # fmt: skip
-    optimizer = OptimizerSettings(
-        name=o.name, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov,
-        betas=(o.betas[0], o.betas[1]), no_decay_norm_bias=o.no_decay_norm_bias,
-    )  # fmt: skip
-    schedule = LRSchedule(
-        base_lr=o.lr, max_epochs=t.max_epochs, name=sc.name, milestones=tuple(sc.milestones),
-        gamma=sc.gamma, warmup_epochs=sc.warmup_epochs, warmup_factor=sc.warmup_factor,
-        min_factor=sc.min_lr_factor,
-    )  # fmt: skip
-    tracking = TrackingSettings(mlflow=tr.mlflow, uri=tr.uri, system_metrics=tr.system_metrics,
-                                log_images=tr.log_images)  # fmt: skip
-    return FitSettings(loop, run, optimizer, schedule, tracking, config=to_dict(cfg))
+    return FitSettings(cfg.setup, cfg.trainer, cfg.optimizer, cfg.scheduler, cfg.tracking,
+                       config=to_dict(cfg))  # fmt: skip
 
 
 def pose_task(cfg: PoseTrainConfig, device: Any, info: Any) -> Any:

@@ -3,98 +3,36 @@
 The YAML files in ``configs/`` mirror these classes field for field. Every field carries a
 one-line docstring (shown by ``hrpose train ... --help``); ``__post_init__`` rejects values that
 would only fail later, deep inside training. Nothing here touches files or devices.
+
+The run sections (setup, trainer, optimizer, scheduler, tracking) are the engine's own settings
+classes from :mod:`hrpose.engine.settings`, used as they are: each training setting is defined
+once, there, and the loop reads these sections without a mapping. The ``*Config`` names below
+are those classes under their config names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hrpose.engine.settings import (
+    OptimizerSettings,
+    SchedulerSettings,
+    SetupSettings,
+    TrackingSettings,
+    TrainerSettings,
+)
 from hrpose.structures import InferenceSettings
 
-_ACCELERATORS = ("auto", "cpu", "cuda", "mps")
-_AMP = ("off", "auto", "bf16", "fp16")
-_OPTIMIZERS = ("adam", "adamw", "sgd")
-_SCHEDULES = ("multistep", "cosine", "constant")
+SetupConfig = SetupSettings
+TrainerConfig = TrainerSettings
+OptimizerConfig = OptimizerSettings
+SchedulerConfig = SchedulerSettings
+TrackingConfig = TrackingSettings
 
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
-
-
-@dataclass
-class SetupConfig:
-    """Run identity, seeding and where to start from."""
-
-    seed: int = 42
-    """Seed: Python, NumPy and torch get seed + rank (weight init); the data order and each
-    sample's augmentation derive from the seed alone, the same on every rank and worker count."""
-    experiment_name: str = "pose"
-    """Experiment name: results/<experiment_name>/ and the MLflow experiment."""
-    run_name: str | None = None
-    """Run folder name under the experiment; None = a timestamp."""
-    results_dir: str = "results"
-    """Root folder for run folders (and the default MLflow SQLite store)."""
-    ckpt_path: str | None = None
-    """A last.pt/best.pt to resume from: weights, optimizer, epoch and batch, RNG and MLflow run
-    (a last.pt saved by SIGINT/SIGTERM continues at the next batch); None = a new run."""
-    pretrained_ckpt_path: str | None = None
-    """Weights to start from (classifier -> backbone only; pose -> all); None = random init."""
-
-    def __post_init__(self) -> None:
-        _check(bool(self.experiment_name), "setup.experiment_name must not be empty")
-
-
-@dataclass
-class TrainerConfig:
-    """Loop, device and speed options."""
-
-    accelerator: str = "auto"
-    """Device: auto (cuda when available, else cpu), cpu, cuda or mps."""
-    max_epochs: int = 300
-    """Total number of epochs; a resumed run continues up to this number."""
-    limit_batches: int | None = None
-    """Train on at most this many batches per epoch (smoke runs); None = all."""
-    limit_val_batches: int | None = None
-    """Validate on at most this many batches/images; None = all."""
-    use_DDP: bool = False
-    """Use DistributedDataParallel (launch with torchrun; gloo on CPU, nccl on CUDA)."""
-    sync_batchnorm: bool = False
-    """Convert BatchNorm to SyncBatchNorm under DDP."""
-    use_compile: bool = False
-    """Wrap the model in torch.compile."""
-    amp: str = "off"
-    """Mixed precision: off, auto (CUDA: bf16 if supported else fp16; other devices: off),
-    bf16, fp16."""
-    channels_last: bool = False
-    """Keep the model and inputs in channels_last memory format."""
-    grad_clip: float | None = None
-    """Clip the global gradient norm to this value; None = no clipping."""
-    val_every: int = 1
-    """Validate every N epochs (and always after the last epoch); 0 = never."""
-    log_every: int = 10
-    """Log step metrics (loss, LR, img/s) to the tracker every N steps."""
-    ddp_timeout_s: int = 600
-    """Collective timeout in seconds: a dead or stuck rank ends the job instead of hanging."""
-    progress: bool = True
-    """Show tqdm progress bars on rank 0."""
-
-    def __post_init__(self) -> None:
-        _check(self.accelerator in _ACCELERATORS, f"trainer.accelerator must be in {_ACCELERATORS}")
-        _check(self.amp in _AMP, f"trainer.amp must be one of {_AMP}, got {self.amp!r}")
-        _check(self.max_epochs >= 1, "trainer.max_epochs must be >= 1")
-        _check(
-            self.limit_batches is None or self.limit_batches >= 1,
-            "trainer.limit_batches must be >= 1 or None",
-        )
-        _check(
-            self.limit_val_batches is None or self.limit_val_batches >= 1,
-            "trainer.limit_val_batches must be >= 1 or None",
-        )
-        _check(self.grad_clip is None or self.grad_clip > 0, "trainer.grad_clip must be > 0")
-        _check(self.val_every >= 0, "trainer.val_every must be >= 0")
-        _check(self.log_every >= 1, "trainer.log_every must be >= 1")
-        _check(self.ddp_timeout_s >= 1, "trainer.ddp_timeout_s must be >= 1")
 
 
 @dataclass
@@ -235,58 +173,6 @@ class LossConfig:
             _check(len(getattr(self, name)) == 2, f"loss.{name} needs 2 values (low, high)")
 
 
-@dataclass
-class OptimizerConfig:
-    """Optimizer and its parameter groups."""
-
-    name: str = "adam"
-    """adam, adamw or sgd."""
-    lr: float = 1e-3
-    """Base learning rate (for the global batch given in the config)."""
-    weight_decay: float = 0.0
-    """Weight decay (official Adam runs use none: their wd setting is never passed to Adam)."""
-    momentum: float = 0.9
-    """SGD momentum."""
-    nesterov: bool = False
-    """SGD Nesterov momentum."""
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    """Adam/AdamW betas."""
-    no_decay_norm_bias: bool = False
-    """Exclude norm weights and biases from weight decay (official SGD: no, decay applies to
-    every parameter)."""
-
-    def __post_init__(self) -> None:
-        _check(self.name in _OPTIMIZERS, f"optimizer.name must be one of {_OPTIMIZERS}")
-        _check(self.lr > 0, "optimizer.lr must be > 0")
-        _check(self.weight_decay >= 0, "optimizer.weight_decay must be >= 0")
-        _check(len(self.betas) == 2, "optimizer.betas needs 2 values")
-
-
-@dataclass
-class SchedulerConfig:
-    """Learning-rate schedule, evaluated per step as a pure function of the epoch position."""
-
-    name: str = "multistep"
-    """multistep, cosine or constant."""
-    milestones: list[int] = field(default_factory=lambda: [200, 260])
-    """multistep: epochs at which the LR is multiplied by gamma."""
-    gamma: float = 0.1
-    """multistep: LR factor at each milestone."""
-    warmup_epochs: float = 0.0
-    """Linear warm-up length in epochs (fractions allowed); 0 = none."""
-    warmup_factor: float = 0.001
-    """LR factor at the first warm-up step."""
-    min_lr_factor: float = 0.0
-    """cosine: final LR as a fraction of the base LR."""
-
-    def __post_init__(self) -> None:
-        _check(self.name in _SCHEDULES, f"scheduler.name must be one of {_SCHEDULES}")
-        _check(
-            list(self.milestones) == sorted(self.milestones), "scheduler.milestones must increase"
-        )
-        _check(self.warmup_epochs >= 0, "scheduler.warmup_epochs must be >= 0")
-
-
 @dataclass(frozen=True)
 class InferenceConfig(InferenceSettings):
     """Decoding for validation and prediction: the fields of
@@ -303,27 +189,12 @@ class InferenceConfig(InferenceSettings):
 
 
 @dataclass
-class TrackingConfig:
-    """Experiment tracking (MLflow) and the run folder's own metric files."""
-
-    mlflow: bool = True
-    """Log to MLflow (no server needed: a local SQLite store by default)."""
-    uri: str | None = None
-    """Tracking URI; None = $MLFLOW_TRACKING_URI, else sqlite:///<results_dir>/mlflow.db."""
-    system_metrics: bool = True
-    """Log CPU/RAM/GPU usage through MLflow's system-metrics logging."""
-    log_images: bool = True
-    """Write the first training batch's image and, at every pose validation, predicted skeletons,
-    heatmaps and tags of two validation images to the run folder (and MLflow artifacts)."""
-
-
-@dataclass
 class PoseTrainConfig:
     """`hrpose train pose`: HigherHRNet on COCO keypoints."""
 
-    setup: SetupConfig = field(default_factory=SetupConfig)
+    setup: SetupSettings = field(default_factory=SetupSettings)
     """Run identity and starting point."""
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
     """Loop and device."""
     dataloader: DataloaderConfig = field(default_factory=DataloaderConfig)
     """Batches and splits."""
@@ -333,13 +204,13 @@ class PoseTrainConfig:
     """Network shape."""
     loss: LossConfig = field(default_factory=LossConfig)
     """Loss weights."""
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
     """Optimizer."""
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     """LR schedule."""
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     """Decoding for validation."""
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
     """Tracking."""
 
 
@@ -347,9 +218,11 @@ class PoseTrainConfig:
 class ClassifierTrainConfig:
     """`hrpose train classifier`: HRNet-W32-C on an ImageNet-layout folder."""
 
-    setup: SetupConfig = field(default_factory=lambda: SetupConfig(experiment_name="classifier"))
+    setup: SetupSettings = field(
+        default_factory=lambda: SetupSettings(experiment_name="classifier")
+    )
     """Run identity and starting point."""
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_epochs=100))
+    trainer: TrainerSettings = field(default_factory=lambda: TrainerSettings(max_epochs=100))
     """Loop and device."""
     dataloader: DataloaderConfig = field(
         default_factory=lambda: DataloaderConfig(
@@ -363,17 +236,17 @@ class ClassifierTrainConfig:
     """Crops and augmentation."""
     model: ClsModelConfig = field(default_factory=ClsModelConfig)
     """Network shape."""
-    optimizer: OptimizerConfig = field(
-        default_factory=lambda: OptimizerConfig(
+    optimizer: OptimizerSettings = field(
+        default_factory=lambda: OptimizerSettings(
             name="sgd", lr=0.05, weight_decay=1e-4, momentum=0.9, nesterov=True
         )
     )
     """Optimizer."""
-    scheduler: SchedulerConfig = field(
-        default_factory=lambda: SchedulerConfig(milestones=[30, 60, 90])
+    scheduler: SchedulerSettings = field(
+        default_factory=lambda: SchedulerSettings(milestones=[30, 60, 90])
     )
     """LR schedule."""
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
     """Tracking."""
 
 

@@ -11,6 +11,8 @@ Format (``FORMAT_VERSION`` 1)::
      "extra": {...task data, e.g. class names...}}
 
 A file with only ``model`` (or an official state dict) is loaded for weights, never resumed.
+:func:`training_state` builds this dict from a run's state and :func:`restore` puts it back;
+:func:`load_pretrained` starts a new run from weights instead (a file, URL or registered name).
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
+from hrpose.engine import distributed as dist_utils
 
 FORMAT_VERSION = 1
 
@@ -94,7 +100,94 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def run_dir_of(ckpt_path: str | Path) -> Path:
-    """The run folder of ``.../<run>/checkpoints/last.pt``; resumed runs write there again."""
-    path = Path(ckpt_path).resolve()
-    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+@dataclass
+class Progress:
+    """Where training stands. A mid-epoch checkpoint has ``batch`` > 0: the resumed run starts
+    at that batch of epoch ``epoch`` with the sums so far, so its epoch equals an unbroken one."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps done
+    batch: int = 0  # batches done in the current epoch
+    seen: int = 0  # samples this rank trained on in the current epoch
+    sums: dict[str, float] = field(default_factory=dict)  # logged values summed this epoch
+
+    def add(self, values: dict[str, float], samples: int) -> None:
+        """One more step that trained on ``samples`` samples and logged ``values``."""
+        self.step, self.batch, self.seen = self.step + 1, self.batch + 1, self.seen + samples
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def next_epoch(self) -> None:
+        """The epoch is complete: the next one starts at batch 0 with empty sums."""
+        self.epoch, self.batch, self.seen, self.sums = self.epoch + 1, 0, 0, {}
+
+
+def training_state(
+    task: str, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+    progress: Progress, *, schedule: str, config: dict[str, Any], tracking_run_id: str | None,
+    metrics: dict[str, float], best: float | None, extra: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """The checkpoint dict of a run (see the module docstring): all an exact resume needs."""
+    p = progress
+    return {
+        "task": task,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "scheduler": {"name": schedule, "lr": optimizer.param_groups[0]["lr"]},
+        "epoch": p.epoch,
+        "step": p.step,
+        "epoch_batches": p.batch,
+        "epoch_seen": p.seen,
+        "epoch_sums": dict(p.sums),
+        "rng": rng_state(),
+        "config": config,
+        "tracking_run_id": tracking_run_id,
+        "metrics": metrics,
+        "best": best,
+        "extra": extra,
+    }
+
+
+def resume_state(ckpt_path: str | None, task: str) -> dict[str, Any] | None:
+    """The checkpoint at ``ckpt_path`` to resume (None: a new run); it must be ``task``'s."""
+    state = load_checkpoint(ckpt_path) if ckpt_path else None
+    if state is not None and state.get("task") != task:
+        raise ValueError(f"{ckpt_path} is a {state.get('task')!r} checkpoint, not {task!r}")
+    return state
+
+
+def restore(
+    state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+) -> tuple[Progress, float | None, str | None]:  # fmt: skip
+    """Weights, optimizer and scaler of a checkpoint into the run; its progress, best value and
+    tracking run id (the RNG state is restored later, by :func:`set_rng_state`)."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    progress = Progress(
+        state["epoch"],
+        state["step"],
+        state.get("epoch_batches", 0),
+        state.get("epoch_seen", 0),
+        dict(state.get("epoch_sums") or {}),
+    )
+    return progress, state.get("best"), state.get("tracking_run_id")
+
+
+def load_pretrained(model: nn.Module, weights: str, is_main: bool = True) -> None:
+    """Start ``model`` from ``weights``: a file, an http(s) URL or a registered name, resolved
+    as ``--weights`` is (a download goes to the cache once: rank 0 fetches, the others wait)."""
+    from hrpose.hub import resolve_weights
+    from hrpose.models import load_weights
+
+    if not is_main:
+        dist_utils.barrier()  # rank 0 downloads first; the others then find it in the cache
+    path = resolve_weights(weights, quiet=not is_main)
+    if is_main:
+        dist_utils.barrier()
+    report = load_weights(model, path)
+    if is_main:
+        print(f"pretrained weights {weights}: {report.summary()}")

@@ -1,10 +1,13 @@
-"""The one training loop shared by pose and classifier training.
+"""The one training loop shared by pose and classifier training: fit, train_one_epoch, evaluate.
 
 A task supplies its model, loader, a step function and a validation function (``TaskParts``);
-this module owns everything around them: device, DDP, AMP, channels_last, compile, LR schedule,
-gradient clipping, checkpoints (atomic, exact resume), SIGINT/SIGTERM, NaN stops, progress bars,
-and tracking (MLflow + run-folder files). Only rank 0 writes. It takes plain values
-(``engine.settings.FitSettings``, built by cli/train.py) and never reads the config tree.
+:func:`fit` alternates :func:`train_one_epoch` and :func:`evaluate` and saves checkpoints. What
+surrounds the loop lives in modules named for it: ``wrapping`` (device, AMP, channels_last,
+compile, DDP), ``optim`` (the optimizer step and the LR as a function of the position),
+``checkpoint`` (what a checkpoint holds, restoring it, pretrained weights), ``run_dir`` (the run
+folder and its pictures), ``signals`` (SIGINT/SIGTERM), ``tracking`` (MLflow and metric files)
+and :mod:`hrpose.progress` (bars). Only rank 0 writes. It takes plain values
+(``engine.settings.FitSettings``: the config's run sections) and never reads the config tree.
 
 Resume: last.pt after an epoch starts the next one; last.pt saved on SIGINT/SIGTERM holds the
 batch position and the epoch's running sums, and the resumed run continues at the next batch
@@ -14,45 +17,38 @@ way the per-step losses equal those of an unbroken run.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import itertools
-import logging
 import math
 import random
-import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import Tensor, nn
 
 from hrpose.data.loaders import EpochSampler
 from hrpose.engine import distributed as dist_utils
+from hrpose.engine import run_dir as run_files
 from hrpose.engine.checkpoint import (
-    load_checkpoint,
-    rng_state,
-    run_dir_of,
+    Progress,
+    load_pretrained,
+    restore,
+    resume_state,
     save_checkpoint,
     set_rng_state,
+    training_state,
 )
-from hrpose.engine.optim import build_optimizer, param_groups, set_lr
-from hrpose.engine.settings import FitSettings, LoopSettings, OptimizerSettings, RunSettings
-from hrpose.engine.tracking import (
-    MlflowTracker,
-    NullTracker,
-    RunFiles,
-    default_tracking_uri,
-    flatten,
-)
-
-log = logging.getLogger("hrpose.train")
+from hrpose.engine.optim import Optimization, learning_rate, make_optimization, set_lr
+from hrpose.engine.settings import FitSettings
+from hrpose.engine.signals import StopFlag
+from hrpose.engine.tracking import NullTracker, RunFiles, make_tracker
+from hrpose.engine.wrapping import place_model, rank_device, resolve_amp, resolve_device, wrap_model
+from hrpose.progress import ProgressBar
 
 
 class TrainingStopped(RuntimeError):
@@ -104,60 +100,6 @@ class TaskParts:
     extra: dict[str, Any] = field(default_factory=dict)  # stored in checkpoints
 
 
-def resolve_device(accelerator: str) -> torch.device:
-    """auto -> cuda if available (else mps, else cpu); explicit names are checked."""
-    if accelerator == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    if accelerator == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            "trainer.accelerator=cuda but no CUDA device is visible; use auto or cpu"
-        )
-    if accelerator == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("trainer.accelerator=mps but MPS is not available; use auto or cpu")
-    return torch.device(accelerator)
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: auto = bf16 on CUDA when supported, else fp16; CPU runs in fp32."""
-    if mode == "off":
-        return None
-    if mode == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if mode == "bf16" else torch.float16
-
-
-class _StopFlag:
-    """SIGINT/SIGTERM set a flag; the loop saves last.pt at the next step and exits cleanly."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not the main thread
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: stop now
-        self.signal = signum
-        print(
-            f"\n{signal.Signals(signum).name} received: saving last.pt after this step "
-            "(press Ctrl-C again to stop at once)",
-            file=sys.stderr,
-        )
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 @dataclass
 class FitResult:
     """Where a run wrote its files and how it ended."""
@@ -167,71 +109,6 @@ class FitResult:
     best: float | None
     last_metrics: dict[str, float]
     status: str  # FINISHED | KILLED
-
-
-def _new_run_dir(run: RunSettings) -> Path:
-    name = run.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(run.results_dir) / run.experiment_name / name
-    if (run_dir / "checkpoints" / "last.pt").exists():
-        raise FileExistsError(
-            f"{run_dir} already holds a run: resume it with "
-            f"--setup.ckpt_path={run_dir}/checkpoints/last.pt or pick another --setup.run_name"
-        )
-    return run_dir
-
-
-def _make_tracker(s: FitSettings, run_dir: Path, run_id: str | None) -> NullTracker:
-    if not s.tracking.mlflow:
-        return NullTracker()
-    uri = s.tracking.uri or default_tracking_uri(s.run.results_dir)
-    return MlflowTracker(
-        uri,
-        s.run.experiment_name,
-        run_dir.name,
-        run_id=run_id,
-        artifact_root=Path(s.run.results_dir) / "mlartifacts",
-        system_metrics=s.tracking.system_metrics,
-    )
-
-
-@dataclass
-class Progress:
-    """Where training stands. A mid-epoch checkpoint has ``batch`` > 0: the resumed run starts
-    at that batch of epoch ``epoch`` with the sums so far, so its epoch equals an unbroken one."""
-
-    epoch: int = 0  # epochs completed
-    step: int = 0  # optimizer steps done
-    batch: int = 0  # batches done in the current epoch
-    seen: int = 0  # samples this rank trained on in the current epoch
-    sums: dict[str, float] = field(default_factory=dict)  # logged values summed this epoch
-
-    def add(self, values: dict[str, float], samples: int) -> None:
-        self.step, self.batch, self.seen = self.step + 1, self.batch + 1, self.seen + samples
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-
-    def next_epoch(self) -> None:
-        self.epoch, self.batch, self.seen, self.sums = self.epoch + 1, 0, 0, {}
-
-
-@dataclass
-class Optimization:
-    """One optimizer step: AMP autocast dtype, loss scaling, clipping, the LR at a position."""
-
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    lr_at: Callable[[float], float]  # fractional epoch -> LR
-    amp_dtype: torch.dtype | None = None
-    grad_clip: float | None = None
-
-    def step(self, loss: Tensor, model: nn.Module) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
 
 
 def epoch_batches(loader: Any, epoch: int, start: int, steps: int) -> Iterator[Any]:
@@ -256,7 +133,7 @@ def train_one_epoch(
     ctx: StepContext,
     progress: Progress,
     steps: int,
-    stop: _StopFlag,
+    stop: StopFlag,
     on_step: Callable[[dict[str, float], float, Any], None] | None = None,
 ) -> bool:
     """Train from ``progress.batch`` to batch ``steps`` of epoch ``progress.epoch``.
@@ -291,10 +168,10 @@ def train_one_epoch(
 
 
 def evaluate(
-    validate: Callable[[nn.Module, StepContext], dict[str, float]],
+    validate: Callable[[nn.Module, StepContext], Any],
     model: nn.Module,
     ctx: StepContext,
-) -> dict[str, float]:
+) -> Any:
     """Run the task's validation in eval mode without gradients; the model returns to train."""
     model.eval()
     try:
@@ -310,12 +187,11 @@ def fit(
     task_name: str,
 ) -> FitResult:
     """Train the task ``build`` makes, as ``settings`` say (cli/train.py makes them)."""
-    loop = settings.loop
-    device = resolve_device(loop.accelerator)
-    info = dist_utils.init_distributed(loop.use_ddp, device, loop.ddp_timeout_s)
-    if device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-    seed_everything(settings.run.seed + info.rank)
+    t = settings.trainer
+    device = resolve_device(t.accelerator)
+    info = dist_utils.init_distributed(t.use_DDP, device, t.ddp_timeout_s)
+    device = rank_device(device, info)
+    seed_everything(settings.setup.seed + info.rank)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # tiny activations of a fresh net slow CPU math otherwise
     try:
@@ -332,156 +208,66 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimization(
-    model: nn.Module,
-    o: OptimizerSettings,
-    lr_at: Callable[[float], float],
-    loop: LoopSettings,
-    device: torch.device,
-) -> Optimization:
-    """The optimizer over ``model``'s parameter groups, the AMP dtype and its loss scaler."""
-    groups = param_groups(model, o.weight_decay, o.no_decay_norm_bias)
-    # The LR is set before every step from lr_at; the start value only fills the groups.
-    optimizer = build_optimizer(groups, o.name, lr_at(0.0), o.momentum, o.nesterov, o.betas)
-    amp = resolve_amp(loop.amp, device)
-    scaler = torch.amp.GradScaler(
-        device.type, enabled=amp == torch.float16 and device.type == "cuda"
-    )
-    return Optimization(optimizer, scaler, lr_at, amp, loop.grad_clip)
-
-
-def _resume_state(ckpt_path: str | None, task: str) -> dict[str, Any] | None:
-    state = load_checkpoint(ckpt_path) if ckpt_path else None
-    if state is not None and state.get("task") != task:
-        raise ValueError(f"{ckpt_path} is a {state.get('task')!r} checkpoint, not {task!r}")
-    return state
-
-
 class _Run:
-    """One training run: builds the optimizer, resumes, then alternates epochs and validation."""
+    """One run's state between epochs: set up (or resumed) here, advanced by :meth:`train`."""
 
     def __init__(self, s: FitSettings, parts: TaskParts, task: str, device: torch.device,
                  info: dist_utils.DistInfo) -> None:  # fmt: skip
-        self.s, self.parts, self.task, self.info = s, parts, task, info
-        self.main = info.is_main
-        model = parts.model.to(device)
-        if s.loop.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        resume = _resume_state(s.run.ckpt_path, task)
-        if resume is None and s.run.pretrained_ckpt_path:
-            from hrpose.models import load_weights
-
-            report = load_weights(model, s.run.pretrained_ckpt_path)
-            if self.main:
-                print(f"pretrained weights {s.run.pretrained_ckpt_path}: {report.summary()}")
-        self.opt = make_optimization(model, s.optimizer, s.schedule, s.loop, device)
+        self.s, self.parts, self.task, self.info, self.main = s, parts, task, info, info.is_main
+        t, setup = s.trainer, s.setup
+        self.model = place_model(parts.model, device, t.channels_last)
+        resume = resume_state(setup.ckpt_path, task)
+        if resume is None and setup.pretrained_ckpt_path:
+            load_pretrained(self.model, setup.pretrained_ckpt_path, self.main)
+        lr_at = functools.partial(learning_rate, lr=s.optimizer.lr, scheduler=s.scheduler,
+                                  max_epochs=t.max_epochs)  # fmt: skip
+        self.opt = make_optimization(self.model, s.optimizer, lr_at, resolve_amp(t.amp, device),
+                                     t.grad_clip, device)  # fmt: skip
         self.progress, self.best, run_id = Progress(), None, None
         if resume is not None:
-            run_id = self._restore(resume)
-            run_dir = run_dir_of(s.run.ckpt_path)  # type: ignore[arg-type]
+            self.progress, self.best, run_id = restore(resume, self.model, self.opt.optimizer,
+                                                       self.opt.scaler)  # fmt: skip
+            run_dir = run_files.run_dir_of(setup.ckpt_path)  # type: ignore[arg-type]
         else:
-            run_dir = _new_run_dir(s.run) if self.main else Path()
+            run_dir = run_files.new_run_dir(setup) if self.main else Path()
         self.run_dir = Path(str(dist_utils.broadcast_object(str(run_dir))))
-        self.train_model = self._wrap(model, device)
-        self.tracker = _make_tracker(s, self.run_dir, run_id) if self.main else NullTracker()
-        self.files = (
-            RunFiles(self.run_dir, resume["epoch"] if resume else None) if self.main else None
-        )
+        self.train_model = wrap_model(self.model, device, info, sync_batchnorm=t.sync_batchnorm,
+                                      use_compile=t.use_compile)  # fmt: skip
+        self.tracker = NullTracker()
+        self.files = None
         if self.main:
-            self._open_run_folder(resume is not None, device)
+            self.tracker = make_tracker(s.tracking, setup, self.run_dir, run_id)
+            self.files = RunFiles(self.run_dir, resume["epoch"] if resume else None)
+            run_files.open_run_folder(self.run_dir, s.config, self.tracker)
+            p = self.progress
+            where = "new run" if resume is None else f"resuming at epoch {p.epoch + 1}" + (
+                f", batch {p.batch + 1}" if p.batch else "")  # fmt: skip
+            print(f"{task} training, {where}: {self.run_dir} (device {device}, "
+                  f"world {info.world_size})")  # fmt: skip
         if resume is not None:
             set_rng_state(resume["rng"])
-        self.ctx = StepContext(device, s.loop.channels_last)
-        steps = len(parts.train_loader)
-        limit = s.loop.limit_batches
+        self.ctx = StepContext(device, t.channels_last)
+        steps, limit = len(parts.train_loader), t.limit_batches
         self.steps = min(steps, limit) if limit else steps
         self.sample_logged = False
 
-    def _restore(self, resume: dict[str, Any]) -> str | None:
-        """Weights, optimizer, scaler, progress and best of a checkpoint; its tracking run id."""
-        self.model.load_state_dict(resume["model"])
-        self.opt.optimizer.load_state_dict(resume["optimizer"])
-        if resume.get("scaler"):
-            self.opt.scaler.load_state_dict(resume["scaler"])
-        self.progress = Progress(
-            resume["epoch"],
-            resume["step"],
-            resume.get("epoch_batches", 0),
-            resume.get("epoch_seen", 0),
-            dict(resume.get("epoch_sums") or {}),
-        )
-        self.best = resume.get("best")
-        return resume.get("tracking_run_id")
-
-    def _open_run_folder(self, resuming: bool, device: torch.device) -> None:
-        """Write config.yaml, log it and the parameters, and say where the run stands."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        config_file = self.run_dir / "config.yaml"
-        config_file.write_text(yaml.safe_dump(self.s.config, sort_keys=False))
-        self.tracker.log_params(flatten(self.s.config))
-        self.tracker.log_artifact(config_file)
-        p = self.progress
-        where = "new run" if not resuming else f"resuming at epoch {p.epoch + 1}" + (
-            f", batch {p.batch + 1}" if p.batch else "")  # fmt: skip
-        print(f"{self.task} training, {where}: {self.run_dir} (device {device}, "
-              f"world {self.info.world_size})")  # fmt: skip
-
-    def _wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
-        loop = self.s.loop
-        if loop.sync_batchnorm and self.info.enabled:
-            if device.type == "cuda":
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            elif self.main:
-                print("trainer.sync_batchnorm ignored: SyncBatchNorm needs CUDA devices")
-        if loop.use_compile:
-            model = torch.compile(model)
-        if self.info.enabled:
-            ids = [device.index] if device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        return model
-
-    def checkpoint(self, metrics: dict[str, float]) -> dict[str, Any]:
-        p, opt = self.progress, self.opt
-        return {
-            "task": self.task,
-            "model": self.model.state_dict(),
-            "optimizer": opt.optimizer.state_dict(),
-            "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else None,
-            "scheduler": {
-                "name": self.s.schedule.name,
-                "lr": opt.optimizer.param_groups[0]["lr"],
-            },  # fmt: skip
-            "epoch": p.epoch,
-            "step": p.step,
-            "epoch_batches": p.batch,
-            "epoch_seen": p.seen,
-            "epoch_sums": dict(p.sums),
-            "rng": rng_state(),
-            "config": self.s.config,
-            "tracking_run_id": self.tracker.run_id,
-            "metrics": metrics,
-            "best": self.best,
-            "extra": self.parts.extra,
-        }
-
     def train(self) -> FitResult:
-        loop, p = self.s.loop, self.progress
+        """Epochs until trainer.max_epochs or a signal; the tracker run ends with the status."""
+        t, p = self.s.trainer, self.progress
         status, metrics = "FINISHED", {}
         try:
-            with _StopFlag() as stop:
-                while p.epoch < loop.max_epochs:
+            with StopFlag() as stop:
+                while p.epoch < t.max_epochs:
                     t0, seen0 = time.perf_counter(), p.seen
-                    bar = _progress(loop.progress and self.main, self.steps, p.epoch,
-                                    loop.max_epochs)  # fmt: skip
-                    if bar is not None:
-                        bar.update(p.batch)
+                    # Off a terminal the bar stays silent: the epoch's summary line is printed.
+                    bar = ProgressBar(self.steps, f"epoch {p.epoch + 1}/{t.max_epochs}",
+                                      enabled=t.progress and self.main, leave=False,
+                                      summary=False, initial=p.batch)  # fmt: skip
                     stopped = train_one_epoch(
                         self.train_model, self.parts.train_loader, self.parts.train_step,
                         self.opt, self.ctx, p, self.steps, stop, self._on_step(bar, t0, seen0),
                     )  # fmt: skip
-                    if bar is not None:
-                        bar.close()
+                    bar.close()
                     if stopped:
                         status = "KILLED"
                         self._save_stopped(metrics)
@@ -491,27 +277,34 @@ class _Run:
             self.tracker.close("FAILED")
             raise
         if self.main:
-            for name in ("epoch_metrics.png", "epoch_metrics.html", "metrics.csv"):
-                if (self.run_dir / name).exists():
-                    self.tracker.log_artifact(self.run_dir / name)
+            run_files.log_run_files(self.run_dir, self.tracker)
         self.tracker.close(status)
         return FitResult(self.run_dir, p.epoch, self.best, metrics, status)
 
-    def _on_step(self, bar: Any, t0: float, seen0: int) -> Callable:
-        log_every, p, world = self.s.loop.log_every, self.progress, self.info.world_size
-        log_images = self.s.tracking.log_images
+    def checkpoint(self, metrics: dict[str, float]) -> dict[str, Any]:
+        """The checkpoint dict of the run as it stands now."""
+        return training_state(
+            self.task, self.model, self.opt.optimizer, self.opt.scaler, self.progress,
+            schedule=self.s.scheduler.name, config=self.s.config,
+            tracking_run_id=self.tracker.run_id, metrics=metrics, best=self.best,
+            extra=self.parts.extra,
+        )  # fmt: skip
+
+    def _on_step(self, bar: ProgressBar, t0: float, seen0: int) -> Callable:
+        log_every, p, world = self.s.trainer.log_every, self.progress, self.info.world_size
+        log_images, sample = self.s.tracking.log_images, self.parts.sample_image
 
         def on_step(values: dict[str, float], lr: float, batch: Any) -> None:
             ips = (p.seen - seen0) * world / max(time.perf_counter() - t0, 1e-9)
-            if bar is not None:
+            if bar.enabled:
                 bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.2g}", ips=f"{ips:.1f}")
                 bar.update()
             if self.main and p.step % log_every == 0:
                 logged = {f"step/{k}": v for k, v in values.items()}
                 self.tracker.log_metrics({**logged, "step/lr": lr, "step/img_per_s": ips}, p.step)
-            if self.main and log_images and not self.sample_logged and self.parts.sample_image:
+            if self.main and log_images and not self.sample_logged and sample:
                 self.sample_logged = True
-                _log_sample(self.parts.sample_image, batch, self.run_dir, self.tracker)
+                run_files.save_train_sample(self.run_dir, lambda: sample(batch), self.tracker)
 
         return on_step
 
@@ -527,18 +320,20 @@ class _Run:
         )
 
     def _end_epoch(self, elapsed: float, seen: int) -> dict[str, float]:
-        loop, p, parts = self.s.loop, self.progress, self.parts
+        """Epoch metrics, validation when due, best value, checkpoints, files and the summary."""
+        t, p, parts = self.s.trainer, self.progress, self.parts
         n = max(1, p.batch)
         metrics = dist_utils.reduce_mean({f"train/{k}": v / n for k, v in p.sums.items()})
         metrics["lr"] = self.opt.lr_at(p.epoch)
         metrics["img_per_s"] = seen * self.info.world_size / max(elapsed, 1e-9)
-        last_epoch = p.epoch + 1 == loop.max_epochs
-        validating = bool(parts.validate and loop.val_every
-                          and ((p.epoch + 1) % loop.val_every == 0 or last_epoch))  # fmt: skip
+        last_epoch = p.epoch + 1 == t.max_epochs
+        validating = bool(parts.validate and t.val_every
+                          and ((p.epoch + 1) % t.val_every == 0 or last_epoch))  # fmt: skip
         if validating:
             metrics.update(evaluate(parts.validate, self.model, self.ctx))
             if self.main and parts.val_images and self.s.tracking.log_images:
-                self._val_pictures(p.epoch + 1)
+                render = functools.partial(evaluate, parts.val_images, self.model, self.ctx)
+                run_files.save_val_pictures(self.run_dir, p.epoch + 1, render, self.tracker)
         improved = False
         value = metrics.get(parts.best_metric)
         if value is not None and math.isfinite(value) and (self.best is None or value > self.best):
@@ -553,34 +348,9 @@ class _Run:
             plot = validating or last_epoch or p.epoch % 10 == 0
             self.files.add_epoch(p.epoch, metrics, plot=plot)
             self.tracker.log_metrics(metrics, p.step)
-            print(_summary_line(p.epoch - 1, loop.max_epochs, metrics, elapsed, improved))
+            print(_summary_line(p.epoch - 1, t.max_epochs, metrics, elapsed, improved))
         dist_utils.barrier()
         return metrics
-
-    def _val_pictures(self, epoch: int) -> None:
-        """The task's validation pictures as ``val_images/epoch_NNN_<name>.jpg`` + artifacts."""
-        assert self.parts.val_images is not None
-        try:
-            import cv2
-
-            pictures = evaluate(self.parts.val_images, self.model, self.ctx)
-            folder = self.run_dir / "val_images"
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, image in pictures.items():
-                path = folder / f"epoch_{epoch:03d}_{name}.jpg"
-                cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, ::-1]))
-                self.tracker.log_artifact(path, "val_images")
-        except Exception as e:  # a picture is never worth a failed run
-            log.warning("could not write the validation pictures: %s", e)
-
-
-def _progress(enabled: bool, total: int, epoch: int, max_epochs: int) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=f"epoch {epoch + 1}/{max_epochs}", leave=False,
-                dynamic_ncols=True)  # fmt: skip
 
 
 def _summary_line(
@@ -594,15 +364,3 @@ def _summary_line(
         f"epoch {epoch + 1}/{max_epochs}  {shown}  {metrics.get('img_per_s', 0):.1f} img/s  "
         f"{elapsed:.1f} s{star}"
     )
-
-
-def _log_sample(fn: Callable, batch: Any, run_dir: Path, tracker: NullTracker) -> None:
-    try:
-        import cv2
-
-        image = fn(batch)
-        path = run_dir / "train_sample.jpg"
-        cv2.imwrite(str(path), image[:, :, ::-1])
-        tracker.log_artifact(path)
-    except Exception as e:  # a picture is never worth a failed run
-        log.warning("could not write the training sample image: %s", e)

@@ -1,4 +1,5 @@
-"""Optimizers, parameter groups and the learning-rate schedule as a pure function.
+"""Optimizers, parameter groups, one optimizer step, and the learning-rate schedule as a pure
+function.
 
 The LR is recomputed every step from the position in training (``epoch + step / steps``), so a
 resumed run needs no scheduler state beyond the config: the same position gives the same LR.
@@ -7,10 +8,13 @@ resumed run needs no scheduler state beyond the config: the same position gives 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from hrpose.engine.settings import OptimizerSettings, SchedulerSettings
 
 _NORMS = (
     nn.modules.batchnorm._BatchNorm,
@@ -102,3 +106,51 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set every group's LR (groups differ only in weight decay)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def learning_rate(
+    position: float, *, lr: float, scheduler: SchedulerSettings, max_epochs: int
+) -> float:
+    """The LR at ``position`` (epochs done, fractional): the optimizer section's base ``lr``
+    times the scheduler section's factor over ``max_epochs`` (the trainer section's)."""
+    return lr * lr_factor(
+        position, schedule=scheduler.name, max_epochs=max_epochs,
+        milestones=scheduler.milestones, gamma=scheduler.gamma,
+        warmup_epochs=scheduler.warmup_epochs, warmup_factor=scheduler.warmup_factor,
+        min_factor=scheduler.min_lr_factor,
+    )  # fmt: skip
+
+
+@dataclass
+class Optimization:
+    """One optimizer step: AMP autocast dtype, loss scaling, clipping, the LR at a position."""
+
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    lr_at: Callable[[float], float]  # fractional epoch -> LR
+    amp_dtype: torch.dtype | None = None
+    grad_clip: float | None = None
+
+    def step(self, loss: Tensor, model: nn.Module) -> None:
+        """Back-propagate ``loss`` (scaled under fp16), clip, and update ``model``."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+
+def make_optimization(
+    model: nn.Module, o: OptimizerSettings, lr_at: Callable[[float], float],
+    amp_dtype: torch.dtype | None, grad_clip: float | None, device: torch.device,
+) -> Optimization:  # fmt: skip
+    """The optimizer over ``model``'s parameter groups, the AMP dtype and its loss scaler."""
+    groups = param_groups(model, o.weight_decay, o.no_decay_norm_bias)
+    # The LR is set before every step from lr_at; the start value only fills the groups.
+    optimizer = build_optimizer(groups, o.name, lr_at(0.0), o.momentum, o.nesterov, o.betas)
+    scaler = torch.amp.GradScaler(
+        device.type, enabled=amp_dtype == torch.float16 and device.type == "cuda"
+    )
+    return Optimization(optimizer, scaler, lr_at, amp_dtype, grad_clip)

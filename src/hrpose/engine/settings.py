@@ -1,7 +1,12 @@
-"""What the training loop takes, as plain values: cli/train.py builds them from the config tree.
+"""The training settings, each defined once: the config schema's run sections are these classes.
 
-The loop never sees the config classes; it gets these dataclasses plus the run's config as a
-plain nested dict, which it only stores (config.yaml, MLflow params, checkpoints).
+``config/schema.py`` uses them as the types of its ``setup``, ``trainer``, ``optimizer``,
+``scheduler`` and ``tracking`` sections (the YAML files mirror them field for field), and the loop
+reads them as plain values: the engine never imports the config package. Every field carries a
+one-line docstring (``hrpose train ... --help`` shows it); ``__post_init__`` rejects values that
+would only fail later, deep inside training. Task-specific defaults (the classifier's 100 epochs,
+SGD and milestones) are factory defaults of the task's config in ``config/schema.py``. This module
+imports nothing from hrpose and touches no files or devices.
 """
 
 from __future__ import annotations
@@ -9,92 +14,170 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hrpose.engine.optim import lr_factor
+ACCELERATORS = ("auto", "cpu", "cuda", "mps")
+AMP_MODES = ("off", "auto", "bf16", "fp16")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("multistep", "cosine", "constant")
 
 
-@dataclass(frozen=True)
-class LoopSettings:
-    """Device, DDP, speed options and the epoch loop's lengths and cadences."""
-
-    accelerator: str = "auto"  # auto | cpu | cuda | mps
-    max_epochs: int = 1
-    limit_batches: int | None = None  # train on at most this many batches per epoch
-    use_ddp: bool = False
-    ddp_timeout_s: int = 600
-    sync_batchnorm: bool = False
-    use_compile: bool = False
-    amp: str = "off"  # off | auto | bf16 | fp16
-    channels_last: bool = False
-    grad_clip: float | None = None
-    val_every: int = 1  # validate every N epochs and after the last; 0 = never
-    log_every: int = 10  # step metrics to the tracker every N steps
-    progress: bool = True  # tqdm bars on rank 0
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """Run identity, seed, where the run folder goes and where training starts from."""
+@dataclass
+class SetupSettings:
+    """Run identity, seeding and where to start from."""
 
     seed: int = 42
+    """Seed: Python, NumPy and torch get seed + rank (weight init); the data order and each
+    sample's augmentation derive from the seed alone, the same on every rank and worker count."""
+    experiment_name: str = "pose"
+    """Experiment name: results/<experiment_name>/ and the MLflow experiment."""
+    run_name: str | None = None
+    """Run folder name under the experiment; None = a timestamp."""
     results_dir: str = "results"
-    experiment_name: str = "run"
-    run_name: str | None = None  # None = a timestamp
-    ckpt_path: str | None = None  # a last.pt/best.pt to resume
-    pretrained_ckpt_path: str | None = None  # weights to start a new run from
+    """Root folder for run folders (and the default MLflow SQLite store)."""
+    ckpt_path: str | None = None
+    """A last.pt/best.pt to resume from: weights, optimizer, epoch and batch, RNG and MLflow run
+    (a last.pt saved by SIGINT/SIGTERM continues at the next batch); None = a new run."""
+    pretrained_ckpt_path: str | None = None
+    """Weights to start from: a file, an http(s) URL or a registered name (`hrpose weights
+    list`), as --weights takes them (classifier -> backbone only; pose -> all); None = random
+    init."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.experiment_name), "setup.experiment_name must not be empty")
 
 
-@dataclass(frozen=True)
+@dataclass
+class TrainerSettings:
+    """Loop, device and speed options."""
+
+    accelerator: str = "auto"
+    """Device: auto (cuda when available, else cpu), cpu, cuda or mps."""
+    max_epochs: int = 300
+    """Total number of epochs; a resumed run continues up to this number."""
+    limit_batches: int | None = None
+    """Train on at most this many batches per epoch (smoke runs); None = all."""
+    limit_val_batches: int | None = None
+    """Validate on at most this many batches/images; None = all."""
+    use_DDP: bool = False
+    """Use DistributedDataParallel (launch with torchrun; gloo on CPU, nccl on CUDA)."""
+    sync_batchnorm: bool = False
+    """Convert BatchNorm to SyncBatchNorm under DDP."""
+    use_compile: bool = False
+    """Wrap the model in torch.compile."""
+    amp: str = "off"
+    """Mixed precision: off, auto (CUDA: bf16 if supported else fp16; other devices: off),
+    bf16, fp16."""
+    channels_last: bool = False
+    """Keep the model and inputs in channels_last memory format."""
+    grad_clip: float | None = None
+    """Clip the global gradient norm to this value; None = no clipping."""
+    val_every: int = 1
+    """Validate every N epochs (and always after the last epoch); 0 = never."""
+    log_every: int = 10
+    """Log step metrics (loss, LR, img/s) to the tracker every N steps."""
+    ddp_timeout_s: int = 600
+    """Collective timeout in seconds: a dead or stuck rank ends the job instead of hanging."""
+    progress: bool = True
+    """Show tqdm progress bars on rank 0 (on a terminal; a log file gets one line per epoch)."""
+
+    def __post_init__(self) -> None:
+        _check(self.accelerator in ACCELERATORS, f"trainer.accelerator must be in {ACCELERATORS}")
+        _check(self.amp in AMP_MODES, f"trainer.amp must be one of {AMP_MODES}, got {self.amp!r}")
+        _check(self.max_epochs >= 1, "trainer.max_epochs must be >= 1")
+        _check(
+            self.limit_batches is None or self.limit_batches >= 1,
+            "trainer.limit_batches must be >= 1 or None",
+        )
+        _check(
+            self.limit_val_batches is None or self.limit_val_batches >= 1,
+            "trainer.limit_val_batches must be >= 1 or None",
+        )
+        _check(self.grad_clip is None or self.grad_clip > 0, "trainer.grad_clip must be > 0")
+        _check(self.val_every >= 0, "trainer.val_every must be >= 0")
+        _check(self.log_every >= 1, "trainer.log_every must be >= 1")
+        _check(self.ddp_timeout_s >= 1, "trainer.ddp_timeout_s must be >= 1")
+
+
+@dataclass
 class OptimizerSettings:
-    """Optimizer family, its hyper-parameters and the parameter groups' weight decay (the LR
-    comes from :class:`LRSchedule`, set before every step)."""
+    """Optimizer and its parameter groups."""
 
-    name: str = "adam"  # adam | adamw | sgd
+    name: str = "adam"
+    """adam, adamw or sgd."""
+    lr: float = 1e-3
+    """Base learning rate (for the global batch given in the config)."""
     weight_decay: float = 0.0
+    """Weight decay (official Adam runs use none: their wd setting is never passed to Adam)."""
     momentum: float = 0.9
+    """SGD momentum."""
     nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
+    """SGD Nesterov momentum."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """Adam/AdamW betas."""
     no_decay_norm_bias: bool = False
+    """Exclude norm weights and biases from weight decay (official SGD: no, decay applies to
+    every parameter)."""
+
+    def __post_init__(self) -> None:
+        _check(self.name in OPTIMIZERS, f"optimizer.name must be one of {OPTIMIZERS}")
+        _check(self.lr > 0, "optimizer.lr must be > 0")
+        _check(self.weight_decay >= 0, "optimizer.weight_decay must be >= 0")
+        _check(len(self.betas) == 2, "optimizer.betas needs 2 values")
 
 
-@dataclass(frozen=True)
-class LRSchedule:
-    """The LR as a pure function of the fractional epoch (see :func:`optim.lr_factor`)."""
+@dataclass
+class SchedulerSettings:
+    """Learning-rate schedule, evaluated per step as a pure function of the epoch position."""
 
-    base_lr: float
-    max_epochs: int
-    name: str = "constant"  # multistep | cosine | constant
-    milestones: tuple[int, ...] = ()
+    name: str = "multistep"
+    """multistep, cosine or constant."""
+    milestones: list[int] = field(default_factory=lambda: [200, 260])
+    """multistep: epochs at which the LR is multiplied by gamma."""
     gamma: float = 0.1
+    """multistep: LR factor at each milestone."""
     warmup_epochs: float = 0.0
+    """Linear warm-up length in epochs (fractions allowed); 0 = none."""
     warmup_factor: float = 0.001
-    min_factor: float = 0.0
+    """LR factor at the first warm-up step."""
+    min_lr_factor: float = 0.0
+    """cosine: final LR as a fraction of the base LR."""
 
-    def __call__(self, position: float) -> float:
-        """LR at ``position`` = epochs done + batch / batches per epoch."""
-        return self.base_lr * lr_factor(
-            position, schedule=self.name, max_epochs=self.max_epochs,
-            milestones=self.milestones, gamma=self.gamma, warmup_epochs=self.warmup_epochs,
-            warmup_factor=self.warmup_factor, min_factor=self.min_factor,
-        )  # fmt: skip
+    def __post_init__(self) -> None:
+        _check(self.name in SCHEDULES, f"scheduler.name must be one of {SCHEDULES}")
+        _check(
+            list(self.milestones) == sorted(self.milestones), "scheduler.milestones must increase"
+        )
+        _check(self.warmup_epochs >= 0, "scheduler.warmup_epochs must be >= 0")
 
 
-@dataclass(frozen=True)
+@dataclass
 class TrackingSettings:
-    """MLflow (store URI, system metrics) and the run folder's pictures."""
+    """Experiment tracking (MLflow) and the run folder's own metric files."""
 
     mlflow: bool = True
-    uri: str | None = None  # None = $MLFLOW_TRACKING_URI, else <results_dir>/mlflow.db
+    """Log to MLflow (no server needed: a local SQLite store by default)."""
+    uri: str | None = None
+    """Tracking URI; None = $MLFLOW_TRACKING_URI, else sqlite:///<results_dir>/mlflow.db."""
     system_metrics: bool = True
+    """Log CPU/RAM/GPU usage through MLflow's system-metrics logging."""
     log_images: bool = True
+    """Write the first training batch's image and, at every pose validation, predicted skeletons,
+    heatmaps and tags of two validation images to the run folder (and MLflow artifacts)."""
 
 
 @dataclass(frozen=True)
 class FitSettings:
-    """Everything :func:`hrpose.engine.loop.fit` needs besides the task."""
+    """Everything :func:`hrpose.engine.loop.fit` needs besides the task: the run sections of
+    the config as they are, and the whole config as a plain dict (stored only: config.yaml,
+    MLflow params, checkpoints)."""
 
-    loop: LoopSettings
-    run: RunSettings
-    optimizer: OptimizerSettings
-    schedule: LRSchedule
+    setup: SetupSettings = field(default_factory=SetupSettings)
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
+    optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
-    config: dict[str, Any] = field(default_factory=dict)  # stored only: config.yaml, params, ckpt
+    config: dict[str, Any] = field(default_factory=dict)

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hrpose.engine.settings import SetupSettings, TrackingSettings
+
 log = logging.getLogger(__name__)
 
 
@@ -216,3 +218,21 @@ class RunFiles:
         page_path = self.run_dir / "epoch_metrics.html"
         page_path.write_text(page)
         return [png, page_path]
+
+
+def make_tracker(
+    tracking: TrackingSettings, setup: SetupSettings, run_dir: Path, run_id: str | None = None
+) -> NullTracker:
+    """Rank 0's tracker for the run in ``run_dir``: MLflow as the tracking section says (a given
+    ``run_id`` continues that run), else a :class:`NullTracker`."""
+    if not tracking.mlflow:
+        return NullTracker()
+    uri = tracking.uri or default_tracking_uri(setup.results_dir)
+    return MlflowTracker(
+        uri,
+        setup.experiment_name,
+        run_dir.name,
+        run_id=run_id,
+        artifact_root=Path(setup.results_dir) / "mlartifacts",
+        system_metrics=tracking.system_metrics,
+    )

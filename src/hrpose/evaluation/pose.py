@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hrpose.data.coco import read_image_rgb
 from hrpose.evaluation.coco_results import people_to_coco
+from hrpose.progress import progress as bar
 from hrpose.structures import People
 
 
@@ -28,12 +29,7 @@ def predict_images(
 ) -> list[dict]:  # fmt: skip
     """COCO results of ``predict(rgb) -> People`` over (id, file name) images."""
     results: list[dict] = []
-    it = images
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(images, desc="evaluating", unit="img", dynamic_ncols=True)
-    for image_id, name in it:
+    for image_id, name in bar(images, "evaluating", "img", enabled=progress):
         people: People = predict(read_image_rgb(Path(images_dir) / name))
         results += people_to_coco(people, image_id)
     return results
