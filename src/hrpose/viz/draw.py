@@ -243,10 +243,9 @@ def tag_plot(
     Well-grouped people are horizontal bands apart from each other. Joints the decoder filled in
     by refinement carry no tag (stored as 0 or NaN) and are left out, as are undrawn people.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure on its own Agg canvas, no pyplot: the caller's backend (a notebook's) is left alone
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     # every confident joint, also those draw_people leaves out for a too-long limb: their tags
     # show why the decoder grouped them into that person
@@ -255,7 +254,9 @@ def tag_plot(
         if len(people)
         else None
     )
-    fig, ax = plt.subplots(figsize=(size[0] / 100, size[1] / 100), dpi=100)
+    fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.subplots()
     k = len(names)
     drawn = 0
     if shown is not None:
@@ -280,10 +281,8 @@ def tag_plot(
     ax.set_title(f"associative-embedding tags of detected joints ({drawn} people drawn)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.canvas.draw()
-    rgb = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
-    plt.close(fig)
-    return rgb
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
 
 
 def side_by_side(images: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8) -> np.ndarray:
