@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hrpose.decode import DecodeParams, decode, preprocess
-from hrpose.skeleton import COCO17
+from hrpose.skeleton import COCO17, CROWDPOSE14
 from hrpose.structures import People
 from hrpose.viz.draw import (
     draw_people,
@@ -102,6 +102,35 @@ def test_a_joint_grouped_from_another_person_is_not_drawn_with_its_long_limbs() 
     every = draw_people(canvas, wrong, COCO17, limb_ratio=np.inf)
     assert _lit(every, kp[9, :2]) and _lit(every, (kp[9, :2] + kp[7, :2]) / 2)
     assert drawn_joints(wrong, 0.25, 0.3).sum() == 16  # the counts say what is drawn
+
+
+def _crowdpose_standing() -> People:
+    """The upright person of :func:`_standing` as CrowdPose-14 joints (head and neck added)."""
+    coco = _standing().keypoints[0]
+    body = coco[[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]]
+    head_neck = np.array([[200, 15, 0.9], [200, 70, 0.9]], np.float32)
+    kp = np.concatenate([body, head_neck])[None]
+    return People(kp, np.array([0.9], np.float32), np.ones((1, 14, 1), np.float32))
+
+
+def test_crowdpose_people_are_drawn_with_their_own_skeleton_by_default() -> None:
+    canvas = np.zeros((400, 400, 3), np.uint8)
+    people = _crowdpose_standing()
+    out = draw_people(canvas, people)  # no spec: the built-in set with 14 joints
+    assert np.array_equal(out, draw_people(canvas, people, CROWDPOSE14))
+    kp = people.keypoints[0]
+    for a, b in CROWDPOSE14.skeleton:  # head-neck, neck-shoulders, ...: all drawn
+        assert _lit(out, (kp[a, :2] + kp[b, :2]) / 2), (a, b)
+    joints, limbs = drawn_parts(people)
+    assert joints.all() and limbs.shape == (1, len(CROWDPOSE14.skeleton)) and limbs.all()
+    assert drawn_joints(people).all()
+    five = People(kp[None, :5], people.scores, people.tags[:, :5])
+    for draw in (lambda: draw_people(canvas, five), lambda: drawn_parts(five),
+                 lambda: drawn_joints(five)):  # fmt: skip
+        with pytest.raises(ValueError, match="no built-in keypoint set has 5 joints: pass spec="):
+            draw()
+    with pytest.raises(ValueError, match="the people have 14 joints but spec has 17"):
+        draw_people(canvas, people, COCO17)
 
 
 def test_colours_follow_the_drawn_people_and_track_ids() -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from hrpose.skeleton import COCO17, KeypointSpec, builtin_spec_for
+from hrpose.skeleton import KeypointSpec, builtin_spec_for
 from hrpose.structures import People
 
 # Defaults measured with benchmarks/bench_draw_thresholds.py on the demo model's coco-mini
@@ -49,6 +49,27 @@ def person_color(index: int) -> tuple[int, int, int]:
     return PALETTE[index % len(PALETTE)]
 
 
+def resolve_spec(num_joints: int, spec: KeypointSpec | None = None) -> KeypointSpec:
+    """``spec``, else the built-in set with ``num_joints`` joints (17: COCO, 14: CrowdPose), so
+    people are drawn with their own skeleton; a clear error when neither fits."""
+    if spec is None:
+        spec = builtin_spec_for(num_joints)
+        if spec is None:
+            raise ValueError(
+                f"no built-in keypoint set has {num_joints} joints: pass spec= (the KeypointSpec "
+                "of the model or the annotation file) to draw these people"
+            )
+    elif spec.num_joints != num_joints:
+        raise ValueError(f"the people have {num_joints} joints but spec has {spec.num_joints}")
+    return spec
+
+
+def _confident(people: People, person_threshold: float, joint_threshold: float) -> np.ndarray:
+    """(P, K) bool: joints at least ``joint_threshold`` of people at least ``person_threshold``."""
+    keep = np.asarray(people.scores)[:, None] >= person_threshold
+    return (np.asarray(people.keypoints)[:, :, 2] >= joint_threshold) & keep
+
+
 def drawn_parts(
     people: People,
     spec: KeypointSpec | None = None,
@@ -61,14 +82,12 @@ def drawn_parts(
     Joints: score >= ``joint_threshold`` of people whose score is >= ``person_threshold``. Limbs:
     both joints drawn and no longer than ``limb_ratio`` times the person's median such limb; a
     joint with limbs, all of them too long, is not drawn (``limb_ratio=inf`` keeps them all).
+    ``spec`` defaults to the built-in set with K joints (:func:`resolve_spec`).
     """
     kp = np.asarray(people.keypoints, np.float64)
-    spec = spec if spec is not None else builtin_spec_for(kp.shape[1])
-    if spec is None and np.isfinite(limb_ratio):
-        raise ValueError(f"no built-in keypoint set has {kp.shape[1]} joints: pass spec=")
-    limbs = np.asarray(spec.skeleton if spec else (), dtype=int).reshape(-1, 2)
-    keep = np.asarray(people.scores)[:, None] >= person_threshold
-    joints = (kp[:, :, 2] >= joint_threshold) & keep
+    spec = resolve_spec(kp.shape[1], spec)
+    limbs = np.asarray(spec.skeleton, dtype=int).reshape(-1, 2)
+    joints = _confident(people, person_threshold, joint_threshold)
     pairs = joints[:, limbs[:, 0]] & joints[:, limbs[:, 1]]
     length = np.linalg.norm(kp[:, limbs[:, 0], :2] - kp[:, limbs[:, 1], :2], axis=2)
     median = np.zeros((len(kp), 1))
@@ -106,7 +125,7 @@ def _colors(shown: np.ndarray, ids: Sequence[int] | None) -> list[tuple[int, int
 def draw_people(
     image: np.ndarray,
     people: People,
-    spec: KeypointSpec = COCO17,
+    spec: KeypointSpec | None = None,
     ids: Sequence[int] | None = None,
     joint_threshold: float = JOINT_THRESHOLD,
     *,
@@ -118,8 +137,10 @@ def draw_people(
     People below ``person_threshold`` and joints below ``joint_threshold`` are not drawn; a limb
     only joins two drawn joints, up to ``limb_ratio`` times the person's median limb (see
     :func:`drawn_parts`). ``ids`` (e.g. track ids) pick the colours and label the people.
+    ``spec`` defaults to the built-in set of the people's joint count (:func:`resolve_spec`).
     """
     out = np.ascontiguousarray(image.copy())
+    spec = resolve_spec(np.shape(people.keypoints)[1], spec)
     if len(people) == 0:
         return out
     if ids is not None and len(ids) != len(people):
@@ -249,11 +270,7 @@ def tag_plot(
 
     # every confident joint, also those draw_people leaves out for a too-long limb: their tags
     # show why the decoder grouped them into that person
-    shown = (
-        drawn_joints(people, person_threshold, joint_threshold, limb_ratio=np.inf)
-        if len(people)
-        else None
-    )
+    shown = _confident(people, person_threshold, joint_threshold) if len(people) else None
     fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
     canvas = FigureCanvasAgg(fig)
     ax = fig.subplots()
