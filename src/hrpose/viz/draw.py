@@ -2,9 +2,10 @@
 
 Only what the model is sure of is drawn: people whose score passes a person threshold, and of
 those the joints whose score passes a joint threshold; a limb joins two drawn joints, unless it
-is longer than LIMB_RATIO times the person's median limb (a joint grouped into the wrong
-person). The decoder keeps every person (COCO results need them); drawing all of them shows
-low-score fragments as whole skeletons with limbs across the frame.
+is longer than LIMB_RATIO times the person's reference limb (its median limb, capped by the
+image's typical one): a joint grouped into the wrong person. The decoder keeps every person
+(COCO results need them); drawing all of them shows low-score fragments as whole skeletons
+with limbs across the frame.
 
 Shapes: P people, K joints, T tag dimension, h x w heatmap.
 """
@@ -27,14 +28,21 @@ from hrpose.structures import People
 # The person score is the official one: the mean of all K joint scores before refinement.
 PERSON_THRESHOLD = 0.25
 JOINT_THRESHOLD = 0.3
-# A limb is drawn only up to this many times the person's median drawn-limb length, and a joint
-# whose every limb is longer is hidden: the decoder groups by tag alone, so a weak model joins
-# joints of different people into one, drawn as lines across the frame. Measured with the same
-# benchmark at the thresholds above: the 12 annotated people's own limbs reach 2.64x their
-# median; at 3x all 138 limbs between two correctly placed joints stay, 29 of the 56 others go
-# (the longest were 14.5x), and 16 of the 36 misplaced joints are hidden with 4 of the 145
-# correct ones. A drawing choice only: predictions.json keeps every joint.
+# A limb is drawn only up to LIMB_RATIO times its person's reference limb, and a joint whose
+# every limb is longer is hidden: the decoder groups by tag alone, so a weak model joins joints
+# of different people into one, drawn as lines across the frame. The reference is the person's
+# median drawn limb, capped at REFERENCE_CAP times the image's typical one (the median over the
+# drawn people of their median limbs): a person made of joints of several people has only long
+# limbs, so its own median alone would pass them; in the image it is one vote among the people
+# (with no other person drawn, the reference is its own median, as before).
+# Measured with the same benchmark at the thresholds above: the 12 annotated people's own limbs
+# reach 2.64x their median and 3.42x the image's typical limb (a batter in front of small
+# fielders); with the cap all 138 limbs between two correctly placed joints stay, as without
+# it, and of limbs joining two annotated people's joints in one simulated person 87% go
+# instead of 16% (benchmarks/README.md, "Drawing limits"). A drawing choice only:
+# predictions.json keeps every joint.
 LIMB_RATIO = 3.0
+REFERENCE_CAP = 5 / 3
 
 # Distinct colours for people (RGB), cycled.
 PALETTE = (
@@ -76,12 +84,16 @@ def drawn_parts(
     person_threshold: float = PERSON_THRESHOLD,
     joint_threshold: float = JOINT_THRESHOLD,
     limb_ratio: float = LIMB_RATIO,
+    reference_cap: float = REFERENCE_CAP,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(P, K) joints and (P, L) limbs of ``spec.skeleton`` to draw.
 
     Joints: score >= ``joint_threshold`` of people whose score is >= ``person_threshold``. Limbs:
-    both joints drawn and no longer than ``limb_ratio`` times the person's median such limb; a
-    joint with limbs, all of them too long, is not drawn (``limb_ratio=inf`` keeps them all).
+    both joints drawn and no longer than ``limb_ratio`` times the person's reference limb: its
+    median such limb, at most ``reference_cap`` times the median of those medians over the
+    people drawn (among several people, a wrongly grouped person's long limbs do not set its
+    limit; a person drawn alone has its own median); a joint with limbs, all of them too long,
+    is not drawn (``limb_ratio=inf`` keeps them all).
     ``spec`` defaults to the built-in set with K joints (:func:`resolve_spec`).
     """
     kp = np.asarray(people.keypoints, np.float64)
@@ -93,6 +105,8 @@ def drawn_parts(
     median = np.zeros((len(kp), 1))
     rows = pairs.any(axis=1)
     median[rows, 0] = np.nanmedian(np.where(pairs, length, np.nan)[rows], axis=1)
+    if rows.any():  # the image's typical limb: one vote per drawn person
+        median = np.minimum(median, reference_cap * np.median(median[rows, 0]))
     drawn = pairs & (length <= limb_ratio * median) if np.isfinite(limb_ratio) else pairs
     has, kept = np.zeros_like(joints), np.zeros_like(joints)
     for column in (0, 1):  # joints with candidate limbs / with a drawn limb
@@ -108,10 +122,12 @@ def drawn_joints(
     *,
     spec: KeypointSpec | None = None,
     limb_ratio: float = LIMB_RATIO,
+    reference_cap: float = REFERENCE_CAP,
 ) -> np.ndarray:
     """(P, K) bool: the joints :func:`draw_people` draws (see :func:`drawn_parts`; ``spec``
     defaults to the built-in set with K joints). A person is drawn when any of its joints is."""
-    return drawn_parts(people, spec, person_threshold, joint_threshold, limb_ratio)[0]
+    parts = drawn_parts(people, spec, person_threshold, joint_threshold, limb_ratio, reference_cap)
+    return parts[0]
 
 
 def _colors(shown: np.ndarray, ids: Sequence[int] | None) -> list[tuple[int, int, int]]:
@@ -131,11 +147,12 @@ def draw_people(
     *,
     person_threshold: float = PERSON_THRESHOLD,
     limb_ratio: float = LIMB_RATIO,
+    reference_cap: float = REFERENCE_CAP,
 ) -> np.ndarray:
     """A copy of the RGB image with the confident people's skeletons, one colour each.
 
     People below ``person_threshold`` and joints below ``joint_threshold`` are not drawn; a limb
-    only joins two drawn joints, up to ``limb_ratio`` times the person's median limb (see
+    only joins two drawn joints, up to ``limb_ratio`` times the person's reference limb (see
     :func:`drawn_parts`). ``ids`` (e.g. track ids) pick the colours and label the people.
     ``spec`` defaults to the built-in set of the people's joint count (:func:`resolve_spec`).
     """
@@ -148,7 +165,9 @@ def draw_people(
     h, w = out.shape[:2]
     thick = max(1, round(max(h, w) / 400))
     radius = thick + 1
-    shown, limbs_shown = drawn_parts(people, spec, person_threshold, joint_threshold, limb_ratio)
+    shown, limbs_shown = drawn_parts(
+        people, spec, person_threshold, joint_threshold, limb_ratio, reference_cap
+    )
     colors = _colors(shown, ids)
     pts = np.round(people.keypoints[:, :, :2]).astype(int)
     limbs = np.asarray(spec.skeleton, dtype=int).reshape(-1, 2)
