@@ -7,9 +7,15 @@ those match an annotation (COCO OKS >= 0.5, one annotation each, best score firs
 drawn joints are within the OKS "correct" radius (per-joint similarity >= 0.5); and what would be
 drawn on the unannotated examples (one has no person) and the street video. Not a timing; the
 baseline is the first row (person threshold 0, joints 0.1), what was drawn before thresholds.
-A second table does the same for the longest limb drawn (a multiple of the person's median
-limb), at the default thresholds: limbs between two correct joints against the others, and the
-largest such ratio among the annotated people themselves. Its baseline is ``inf`` (no limit).
+A second table does the same for the longest limb drawn (a multiple of the person's reference
+limb), at the default thresholds and with every decoded person (person threshold 0): limbs
+between two correct joints against the others, for the reference the drawing uses (the
+person's median limb capped at REFERENCE_CAP times the image's typical one) and for the
+person's own median alone (cap ``inf``, the earlier rule); and the largest ratios among the
+annotated people themselves. Its baseline is ``inf`` (no limit). A third table simulates the
+failure the cap is for: people made of the joints of 2-4 annotated people of one image (200
+random groupings per image, seed 0), drawn among those people; it counts the limbs joining
+two people's joints that go and the annotated people's limbs that stay.
 
     python benchmarks/bench_draw_thresholds.py [--weights ../shared/data/weights/w8-coco-mini.pt]
 """
@@ -27,9 +33,11 @@ from hrpose.config.load import load_config
 from hrpose.config.schema import PoseTrainConfig
 from hrpose.data.images import list_images, read_image
 from hrpose.predict import Predictor
+from hrpose.structures import People
 from hrpose.viz.draw import (
     JOINT_THRESHOLD,
     PERSON_THRESHOLD,
+    REFERENCE_CAP,
     drawn_joints,
     drawn_parts,
 )
@@ -39,6 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 PERSON = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 JOINT = (0.1, 0.2, 0.3, 0.4)
 LIMB = (np.inf, 5.0, 4.0, 3.0, 2.5, 2.0)
+CAPS = (REFERENCE_CAP, np.inf)
 
 
 def joint_similarity(pred: np.ndarray, gt: np.ndarray, area: np.ndarray, sigmas) -> np.ndarray:
@@ -134,35 +143,90 @@ def correct_joints(people, rows: np.ndarray, gt: np.ndarray, area, sigmas) -> np
 
 
 def limb_table(mini: list, spec) -> None:
-    """Limbs drawn at each longest-limb ratio: between two correct joints vs not."""
+    """Limbs drawn at each longest-limb ratio and reference: between two correct joints vs not."""
     limbs = np.asarray(spec.skeleton).reshape(-1, 2)
-    truth = []
+    own, typical = [], []
     for _, gt, _ in mini:
         vis = gt[:, :, 2] > 0
         pairs = vis[:, limbs[:, 0]] & vis[:, limbs[:, 1]]
         length = np.linalg.norm(gt[:, limbs[:, 0], :2] - gt[:, limbs[:, 1], :2], axis=2)
         med = np.nanmedian(np.where(pairs, length, np.nan), axis=1, keepdims=True)
-        truth.append((length / med)[pairs])
+        own.append((length / med)[pairs])
+        typical.append((length / np.median(med))[pairs])
     print(
-        f"\nlongest limb drawn, x the person's median (joints >= {JOINT_THRESHOLD}, people >= "
-        f"{PERSON_THRESHOLD}); the annotated people's own limbs reach "
-        f"{np.concatenate(truth).max():.2f}x"
+        f"\nlongest limb drawn, x the person's reference limb (joints >= {JOINT_THRESHOLD}); the "
+        f"annotated people's own limbs reach {np.concatenate(own).max():.2f}x their median and "
+        f"{np.concatenate(typical).max():.2f}x their image's median person's median"
     )
-    print("limb ratio | correct limbs drawn | other limbs drawn | joints ok/drawn")
+    print(
+        "limb ratio  reference cap | people >= "
+        f"{PERSON_THRESHOLD}: correct limbs drawn  other limbs drawn  joints ok/drawn"
+        " | all decoded: correct  other  joints ok/drawn"
+    )
     for ratio in LIMB:
-        good = bad = ok_joints = n_joints = 0
-        for people, gt, area in mini:
-            joints, drawn = drawn_parts(people, spec, limb_ratio=ratio)
-            rows = np.flatnonzero(joints.any(1))
-            if rows.size == 0:
-                continue
-            ok = correct_joints(people, rows, gt, area, spec.sigmas)
-            both = ok[:, limbs[:, 0]] & ok[:, limbs[:, 1]]
-            good += int((drawn[rows] & both).sum())
-            bad += int((drawn[rows] & ~both).sum())
-            ok_joints += int((ok & joints[rows]).sum())
-            n_joints += int(joints[rows].sum())
-        print(f"{ratio:10.2f} | {good:19d} | {bad:17d} | {ok_joints:6d}/{n_joints}")
+        for cap in CAPS if np.isfinite(ratio) else (np.inf,):
+            cells = []
+            for pt in (PERSON_THRESHOLD, 0.0):
+                good = bad = ok_joints = n_joints = 0
+                for people, gt, area in mini:
+                    joints, drawn = drawn_parts(
+                        people, spec, pt, limb_ratio=ratio, reference_cap=cap
+                    )
+                    rows = np.flatnonzero(joints.any(1))
+                    if rows.size == 0:
+                        continue
+                    ok = correct_joints(people, rows, gt, area, spec.sigmas)
+                    both = ok[:, limbs[:, 0]] & ok[:, limbs[:, 1]]
+                    good += int((drawn[rows] & both).sum())
+                    bad += int((drawn[rows] & ~both).sum())
+                    ok_joints += int((ok & joints[rows]).sum())
+                    n_joints += int(joints[rows].sum())
+                cells.append((good, bad, f"{ok_joints}/{n_joints}"))
+            (g1, b1, j1), (g0, b0, j0) = cells
+            print(
+                f"{ratio:10.2f}  {cap:13.2f} | {g1:33d} {b1:18d} {j1:>16s} | "
+                f"{g0:21d} {b0:6d} {j0:>16s}"
+            )
+    grouping_table(mini, spec)
+
+
+def grouping_table(mini: list, spec, draws: int = 200) -> None:
+    """Simulated wrong groupings: joints of 2-4 annotated people in one person, drawn among them."""
+    limbs = np.asarray(spec.skeleton).reshape(-1, 2)
+    k = len(spec.names)
+    rng = np.random.default_rng(0)
+    cases = []  # (keypoints of the annotated people and the grouped one, source of each joint)
+    for _, gt, _ in mini:
+        if len(gt) < 2:
+            continue
+        real = gt.copy()
+        real[:, :, 2] = np.where(gt[:, :, 2] > 0, 1.0, 0.0)
+        for _ in range(draws):
+            who = rng.choice(len(gt), int(rng.integers(2, min(len(gt), 4) + 1)), replace=False)
+            src = who[rng.integers(0, len(who), k)]
+            cases.append((np.concatenate([real, real[src, np.arange(k)][None]]), src))
+    print(
+        f"\n{len(cases)} simulated people grouped from the joints of 2-4 annotated people "
+        "(coco-mini images with 2 or more), each drawn among its image's annotated people"
+    )
+    print("limb ratio  reference cap | limbs across people cut | annotated people's limbs kept")
+    for ratio in (3.0,):
+        for cap in CAPS:
+            cut = across = kept = total = 0
+            for kp, src in cases:
+                people = People(kp, np.ones(len(kp)), np.zeros((len(kp), k, 1)))
+                _, drawn = drawn_parts(people, spec, 0.5, 0.5, ratio, cap)
+                vis = kp[:, :, 2] > 0
+                pairs = vis[:, limbs[:, 0]] & vis[:, limbs[:, 1]]
+                cross = pairs[-1] & (src[limbs[:, 0]] != src[limbs[:, 1]])
+                cut += int((cross & ~drawn[-1]).sum())
+                across += int(cross.sum())
+                kept += int((drawn[:-1] & pairs[:-1]).sum())
+                total += int(pairs[:-1].sum())
+            print(
+                f"{ratio:10.2f}  {cap:13.2f} | {cut:6d}/{across:<6d} ({cut / across:4.0%})"
+                f"       | {kept:6d}/{total}"
+            )
 
 
 if __name__ == "__main__":

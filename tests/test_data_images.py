@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
-from hrpose.data.images import ImageReadError, list_images, read_image
+import hrpose
+from hrpose.data.images import ImageReadError, list_images, read_image, read_image_pil
 
 
 def test_kinds_of_images(tmp_path) -> None:
@@ -33,34 +37,76 @@ def test_kinds_of_images(tmp_path) -> None:
     ]
 
 
-def _jpeg_with_orientation(path, image, orientation: int) -> None:
-    """A JPEG whose APP1 EXIF segment says ``orientation`` (written by hand, no PIL needed)."""
-    ok, buf = cv2.imencode(".jpg", image)
-    data = buf.tobytes()
-    tiff = (b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01" + b"\x01\x12\x00\x03\x00\x00\x00\x01"
-            + orientation.to_bytes(2, "big") + b"\x00\x00" + b"\x00\x00\x00\x00")  # fmt: skip
-    app1 = b"Exif\x00\x00" + tiff
-    segment = b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1
-    path.write_bytes(data[:2] + segment + data[2:])
+def _rotated_jpeg(path: Path) -> np.ndarray:
+    """A 20x40 JPEG whose EXIF says Orientation=6 ("rotate 90 CW to display"), written by
+    Pillow; returns the stored (unrotated) pixels: a white band on the left."""
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :5] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    return stored
 
 
-def test_exif_rotation_is_applied(tmp_path) -> None:
-    image = np.zeros((20, 40, 3), np.uint8)
-    image[:, :5] = 255  # white band on the left
-    _jpeg_with_orientation(tmp_path / "rot.jpg", image, 6)  # "rotate 90 CW to display"
-    out = read_image(tmp_path / "rot.jpg")
-    assert out.shape == (40, 20, 3)
-    assert out[:5].mean() > 200 and out[-5:].mean() < 50  # the band is now at the top
+def _assert_stored_layout(image: np.ndarray | Image.Image) -> None:
+    """The stored pixel layout: 20 rows by 40 columns, the white band in the left columns."""
+    a = np.asarray(image)
+    assert a.shape == (20, 40, 3)
+    assert a[:, :4].mean() > 200 and a[:, -30:].mean() < 50
 
 
-def test_bad_files(tmp_path) -> None:
+def test_exif_orientation_is_ignored_by_every_reader(tmp_path: Path) -> None:
+    """One rule everywhere (the official COCO loader's): the stored pixels, EXIF orientation
+    ignored, by predict's, the COCO dataset's (training, evaluation, validation pictures) and
+    the ImageNet dataset's readers, since annotations are in raw pixels."""
+    from hrpose.data.coco import read_image_rgb
+    from hrpose.data.imagenet import ImageFolder, read_pil_rgb
+    from hrpose.evaluation.pose import predict_images
+    from hrpose.structures import People
+
+    path = tmp_path / "cls" / "rot.jpg"
+    path.parent.mkdir()
+    stored = _rotated_jpeg(path)
+    assert Image.open(path).getexif()[0x0112] == 6
+    for read in (read_image, read_image_rgb, read_image_pil, read_pil_rgb):
+        _assert_stored_layout(read(path))
+    _assert_stored_layout(ImageFolder(tmp_path)[0][0])
+    seen: list[np.ndarray] = []
+
+    def predict(image: np.ndarray) -> People:
+        seen.append(image)
+        return People(np.zeros((0, 17, 3)), np.zeros(0), np.zeros((0, 17, 1)))
+
+    predict_images(predict, [(1, "rot.jpg")], path.parent)
+    _assert_stored_layout(seen[0])
+    # the two decoders agree up to JPEG decoder rounding
+    assert np.abs(read_image(path).astype(int) - stored).max() < 40
+
+
+def test_images_are_decoded_in_one_module() -> None:
+    """No module but hrpose.data.images decodes image files, so the orientation rule is one."""
+    root = Path(hrpose.__file__).parent
+    decoders = ("cv2.imread(", "cv2.imdecode(", "Image.open(", "exif_transpose")
+    found = [
+        f"{p.relative_to(root)}: {d}"
+        for p in sorted(root.rglob("*.py"))
+        if p.relative_to(root).as_posix() != "data/images.py"
+        for d in decoders
+        if d in p.read_text()
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize("read", [read_image, read_image_pil])
+def test_bad_files(tmp_path, read) -> None:
+    """Both decoders name the file and the problem."""
     with pytest.raises(ImageReadError, match="no such file"):
-        read_image(tmp_path / "absent.jpg")
+        read(tmp_path / "absent.jpg")
     (tmp_path / "empty.jpg").write_bytes(b"")
     with pytest.raises(ImageReadError, match="empty file"):
-        read_image(tmp_path / "empty.jpg")
+        read(tmp_path / "empty.jpg")
     (tmp_path / "text.jpg").write_text("hello")
     with pytest.raises(ImageReadError, match="not a readable image"):
-        read_image(tmp_path / "text.jpg")
+        read(tmp_path / "text.jpg")
     with pytest.raises(ImageReadError, match="folder"):
-        read_image(tmp_path)
+        read(tmp_path)

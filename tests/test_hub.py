@@ -205,6 +205,35 @@ def test_hash_mismatch_keeps_nothing(server, tmp_path) -> None:
     assert server.handler.log[n:] == [(f"/w/good-{sha[:10]}.pt", f"bytes={len(data)}-")]
 
 
+def test_two_urls_with_one_file_name_are_cached_apart(server) -> None:
+    """The cache is keyed by URL: two sites' ``model.pth`` are both kept, each returned as its
+    own, also offline; the file name stays readable and a name's hash is still checked."""
+    a, b = b"the first site's model" * 50, b"the second site's model" * 50
+    server.handler.files["/a/model.pth"] = a
+    server.handler.files["/b/model.pth"] = b
+    url_a, url_b = server.url + "/a/model.pth", server.url + "/b/model.pth"
+    path_a = hub.resolve_weights(url_a, progress=False)
+    path_b = hub.resolve_weights(url_b, progress=False)
+    assert path_a != path_b and path_a.name == path_b.name == "model.pth"
+    assert path_a.read_bytes() == a and path_b.read_bytes() == b
+    assert hub.cached_path(url_a + "?download=1") == path_a  # a query string is not the file
+    server.stop()
+    assert hub.resolve_weights(url_a).read_bytes() == a
+    assert hub.resolve_weights(url_b).read_bytes() == b
+    sha = hashlib.sha256(a).hexdigest()
+    named = f"/c/model-{sha[:10]}.pth"
+    assert hub.cached_path(server.url + named).name == f"model-{sha[:10]}.pth"
+    server2 = LocalServer()
+    try:
+        server2.handler.files[named] = b  # not what the name's hash says
+        with pytest.raises(ChecksumError, match=sha[:10]):
+            hub.resolve_weights(server2.url + named, progress=False)
+        server2.handler.files[named] = a
+        assert hub.resolve_weights(server2.url + named, quiet=True).read_bytes() == a
+    finally:
+        server2.stop()
+
+
 def test_offline_without_cache_names_url_and_path(server) -> None:
     url = server.url + "/w/absent-8ae85183_20200713.pth"
     server.stop()

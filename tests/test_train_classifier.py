@@ -182,3 +182,34 @@ def test_eval_classifier_log_has_no_redraws(imagenet, tmp_path, capfd) -> None:
     assert "\r" not in said.err and "top-1" in said.out
     (line,) = said.err.splitlines()
     assert line.startswith("evaluating: 9/9 batch in ")
+
+
+def test_classify_reads_images_as_imagenet_training(tmp_path, capsys) -> None:
+    """`hrpose classify` decodes with the ImageNet loader (Pillow, EXIF orientation ignored):
+    its drawn picture keeps the stored layout and its top-k equal the val preset's on the
+    ImageFolder sample of the same file."""
+    from PIL import Image
+
+    from hrpose.models import HRNetClassifier
+
+    torch.manual_seed(0)
+    weights = tmp_path / "cls.pth"
+    model = HRNetClassifier(8, 3).eval()
+    torch.save(model.state_dict(), weights)
+    folder = tmp_path / "val" / "n000red"
+    folder.mkdir(parents=True)
+    stored = np.random.default_rng(0).integers(0, 255, (40, 80, 3)).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(stored).save(folder / "rot.jpg", exif=exif)
+    args = ["classify", str(folder), "--weights", str(weights), "--output", str(tmp_path / "o")]
+    assert main(args) == 0
+    drawn = cv2.imread(str(tmp_path / "o" / "rot_top5.jpg"))
+    assert drawn.shape == (40, 80, 3)
+    x, _ = ImageFolder(tmp_path / "val", ValTransform())[0]
+    with torch.no_grad():
+        prob = torch.softmax(model(x[None]), 1)[0]
+    order = prob.argsort(descending=True).tolist()
+    expected = "; ".join(f"class {i} {prob[i]:.1%}" for i in order)
+    assert capsys.readouterr().out.strip() == f"rot.jpg: {expected}"
+

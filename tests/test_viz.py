@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hrpose.decode import DecodeParams, decode, preprocess
-from hrpose.skeleton import COCO17
+from hrpose.skeleton import COCO17, CROWDPOSE14
 from hrpose.structures import People
 from hrpose.viz.draw import (
     draw_people,
@@ -102,6 +102,76 @@ def test_a_joint_grouped_from_another_person_is_not_drawn_with_its_long_limbs() 
     every = draw_people(canvas, wrong, COCO17, limb_ratio=np.inf)
     assert _lit(every, kp[9, :2]) and _lit(every, (kp[9, :2] + kp[7, :2]) / 2)
     assert drawn_joints(wrong, 0.25, 0.3).sum() == 16  # the counts say what is drawn
+
+
+def _crowd(*people: tuple[float, float, float]) -> People:
+    """:func:`_standing` people, each scaled by ``s`` about its hips and moved to (x, y)."""
+    base = _standing().keypoints[0]
+    hips = base[11:13, :2].mean(0)
+    kps = []
+    for s, x, y in people:
+        kp = base.copy()
+        kp[:, :2] = (kp[:, :2] - hips) * s + (x, y)
+        kps.append(kp)
+    n = len(kps)
+    return People(np.stack(kps), np.full(n, 0.9, np.float32), np.ones((n, 17, 1), np.float32))
+
+
+def _spread(center: tuple[float, float], radius: float) -> np.ndarray:
+    """(17, 3) joints of a wrongly grouped person: spread around a circle, so that every limb
+    spans the group (joints j and j + 1 are 148 degrees apart) and no limb is short."""
+    angle = 2 * np.pi * 7 * np.arange(17) / 17
+    xy = np.stack([np.cos(angle), np.sin(angle)], 1) * radius + center
+    return np.concatenate([xy, np.full((17, 1), 0.9)], 1).astype(np.float32)
+
+
+def test_a_person_grouped_from_several_people_is_cut_by_the_image_reference() -> None:
+    """A wrongly grouped person with only long limbs passes a limit set by its own median; by
+    the image's typical limb it is cut, while people of different sizes (a near one twice as
+    big) keep every limb."""
+    normal = _crowd((1.0, 300, 500), (1.0, 700, 500), (2.0, 1200, 450), (0.8, 1700, 520))
+    kp = np.concatenate([normal.keypoints, _spread((1000, 500), 350)[None]])
+    people = People(kp, np.full(5, 0.9, np.float32), np.ones((5, 17, 1), np.float32))
+    joints, limbs = drawn_parts(people, COCO17)
+    assert joints[:4].all() and limbs[:4].all()
+    assert not limbs[4].any() and not joints[4].any()
+    old_rule = drawn_parts(people, COCO17, reference_cap=np.inf)[1]  # the person's own median
+    assert old_rule.all()
+    alone = People(kp[4:], people.scores[4:], people.tags[4:])
+    assert drawn_parts(alone, COCO17)[1].all()  # with no one to compare: its own median
+    out = draw_people(np.zeros((1000, 2000, 3), np.uint8), people, COCO17)
+    a, b = COCO17.skeleton[0]
+    assert not _lit(out, (kp[4, a, :2] + kp[4, b, :2]) / 2)
+    assert _lit(out, kp[2, 15, :2]) and _lit(out, (kp[2, 13, :2] + kp[2, 15, :2]) / 2)
+
+
+def _crowdpose_standing() -> People:
+    """The upright person of :func:`_standing` as CrowdPose-14 joints (head and neck added)."""
+    coco = _standing().keypoints[0]
+    body = coco[[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]]
+    head_neck = np.array([[200, 15, 0.9], [200, 70, 0.9]], np.float32)
+    kp = np.concatenate([body, head_neck])[None]
+    return People(kp, np.array([0.9], np.float32), np.ones((1, 14, 1), np.float32))
+
+
+def test_crowdpose_people_are_drawn_with_their_own_skeleton_by_default() -> None:
+    canvas = np.zeros((400, 400, 3), np.uint8)
+    people = _crowdpose_standing()
+    out = draw_people(canvas, people)  # no spec: the built-in set with 14 joints
+    assert np.array_equal(out, draw_people(canvas, people, CROWDPOSE14))
+    kp = people.keypoints[0]
+    for a, b in CROWDPOSE14.skeleton:  # head-neck, neck-shoulders, ...: all drawn
+        assert _lit(out, (kp[a, :2] + kp[b, :2]) / 2), (a, b)
+    joints, limbs = drawn_parts(people)
+    assert joints.all() and limbs.shape == (1, len(CROWDPOSE14.skeleton)) and limbs.all()
+    assert drawn_joints(people).all()
+    five = People(kp[None, :5], people.scores, people.tags[:, :5])
+    for draw in (lambda: draw_people(canvas, five), lambda: drawn_parts(five),
+                 lambda: drawn_joints(five)):  # fmt: skip
+        with pytest.raises(ValueError, match="no built-in keypoint set has 5 joints: pass spec="):
+            draw()
+    with pytest.raises(ValueError, match="the people have 14 joints but spec has 17"):
+        draw_people(canvas, people, COCO17)
 
 
 def test_colours_follow_the_drawn_people_and_track_ids() -> None:

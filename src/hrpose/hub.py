@@ -1,15 +1,19 @@
 """Pretrained weights by name or URL: a small registry and a verified download cache.
 
 ``resolve_weights`` turns a local path, an http(s) URL or a registered name into a local file.
-Downloads go to ``$HRPOSE_CACHE/weights`` (default ``~/.cache/hrpose``), show a progress bar,
-resume after a cut connection, and are kept only once their SHA-256 matches: the full hash where
-the registry records one, else the prefix in the file name (torch.hub's ``name-<hex>.ext``,
-mmpose's ``name-<hex8>_<date>.ext``). A cached file is used without any network access.
+Downloads go to ``$HRPOSE_CACHE/weights/<key>/<file name>`` (default ``~/.cache/hrpose``),
+where ``key`` is the first 12 hex digits of the SHA-256 of the URL without its query string, so
+two sites' ``model.pth`` are kept apart and the file name stays as published. They show a
+progress bar, resume after a cut connection, and are kept only once their SHA-256 matches: the
+full hash where the registry records one, else the prefix in the file name (torch.hub's
+``name-<hex>.ext``, mmpose's ``name-<hex8>_<date>.ext``). A cached file is used without any
+network access.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -118,8 +122,12 @@ def is_remote(weights: str | Path) -> bool:
 
 
 def cached_path(url: str) -> Path:
-    """Where the file of ``url`` is (or will be) kept."""
-    return cache_dir() / "weights" / url.split("?", 1)[0].rsplit("/", 1)[-1]
+    """Where the file of ``url`` is (or will be) kept: ``weights/<key>/<file name>``, the key a
+    short hash of the URL (files of one name from different URLs differ), the query string
+    left out (a signed URL's changing token names the same file)."""
+    base = url.split("?", 1)[0].split("#", 1)[0]
+    key = hashlib.sha256(base.encode()).hexdigest()[:12]
+    return cache_dir() / "weights" / key / base.rsplit("/", 1)[-1]
 
 
 def resolve_weights(weights: str | Path, *, progress: bool = True, quiet: bool = False) -> Path:

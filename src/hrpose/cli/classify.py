@@ -21,11 +21,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--topk", type=int, default=5)
     args = p.parse_args(argv)
     import cv2
+    import numpy as np
     import torch
 
     from hrpose.cli.eval_classifier import load_classifier
     from hrpose.data.imagenet import ValTransform
-    from hrpose.data.images import ImageReadError, list_images, read_image
+    from hrpose.data.images import ImageReadError, list_images, read_image_pil
     from hrpose.models.weights import WeightsError
 
     try:
@@ -53,7 +54,8 @@ def main(argv: list[str]) -> int:
         out.mkdir(parents=True, exist_ok=True)
     for path in paths:
         try:
-            image = read_image(path)
+            # Pillow, EXIF orientation ignored: the picture ImageNet training saw (ImageFolder)
+            image = read_image_pil(path)
         except ImageReadError as e:
             print(f"skipped {e}", file=sys.stderr)
             failed += 1
@@ -67,7 +69,7 @@ def main(argv: list[str]) -> int:
         ]
         print(f"{path.name}: " + "; ".join(lines))
         if out:
-            canvas = image.copy()
+            canvas = np.array(image)
             for n, text in enumerate(lines):
                 cv2.putText(
                     canvas,

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from hrpose.data.images import ImageReadError, read_image
 from hrpose.skeleton import BUILTIN_SPECS, KeypointSpec
 
 log = logging.getLogger(__name__)
@@ -51,14 +51,12 @@ def coco_paths(root: str | Path, split: str, ann_file: str | None = None,
 
 
 def read_image_rgb(path: str | Path) -> np.ndarray:
-    """Read an image as RGB uint8, ignoring EXIF orientation (COCO annotations use raw pixels)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"image file missing: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise DatasetError(f"image file unreadable or corrupt: {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """:func:`hrpose.data.images.read_image` (EXIF orientation ignored: COCO annotations use raw
+    pixels) with its problems raised as :class:`DatasetError`, the dataset's error."""
+    try:
+        return read_image(path)
+    except ImageReadError as e:
+        raise DatasetError(f"image file missing, unreadable or corrupt: {e}") from None
 
 
 class CocoKeypoints:

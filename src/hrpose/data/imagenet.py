@@ -5,7 +5,8 @@ The official HRNet-Image-Classification uses torchvision on PIL images: train
 ``Resize(256)`` + ``CenterCrop(224)``, both normalised with the ImageNet mean/std. These presets
 repeat torchvision's arithmetic (sizes, rounding, crop offsets) and resize with Pillow's
 antialiased bilinear filter, which is what torchvision runs for PIL images; images are decoded
-with Pillow too, as torchvision's ImageFolder does.
+with Pillow too, as torchvision's ImageFolder does (EXIF orientation ignored, as everywhere:
+:mod:`hrpose.data.images`).
 """
 
 from __future__ import annotations
@@ -20,19 +21,19 @@ import torch
 from PIL import Image
 
 from hrpose.data.coco import DatasetError
-from hrpose.data.images import IMAGE_SUFFIXES
+from hrpose.data.images import IMAGE_SUFFIXES, ImageReadError, read_image_pil
 from hrpose.normalization import normalize_image
 
 Box = tuple[int, int, int, int]  # (top, left, height, width) in pixels, torchvision's order
 
 
 def read_pil_rgb(path: str | Path) -> Image.Image:
-    """Decode an image file with Pillow as RGB (torchvision ImageFolder's loader)."""
+    """:func:`hrpose.data.images.read_image_pil` (torchvision ImageFolder's Pillow loader, EXIF
+    orientation ignored) with its problems raised as :class:`DatasetError`."""
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"image file unreadable or corrupt: {path} ({e})") from e
+        return read_image_pil(path)
+    except ImageReadError as e:
+        raise DatasetError(f"image file missing, unreadable or corrupt: {e}") from None
 
 
 class ImageFolder:

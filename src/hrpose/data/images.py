@@ -1,4 +1,12 @@
-"""Reading images for inference: any common file as RGB uint8, or a clear one-line error."""
+"""Reading image files as RGB uint8, or a clear one-line error; the one place images are decoded.
+
+One orientation rule everywhere: the stored pixels are used and EXIF orientation is ignored,
+as the official COCO loader (``cv2.IMREAD_IGNORE_ORIENTATION``) and torchvision's Pillow loader
+(no ``ImageOps.exif_transpose``) do; COCO keypoints are annotated in those raw pixels, so
+predicting, evaluating and training see the same picture. :func:`read_image` (OpenCV, as the
+official pose code) serves pose estimation; :func:`read_image_pil` (Pillow, as torchvision's
+``ImageFolder``) serves the ImageNet classifier, so ``hrpose classify`` sees what training saw.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -14,24 +23,45 @@ class ImageReadError(ValueError):
     """An input image that cannot be used; the message names the file and the problem."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB with EXIF orientation applied; grayscale, RGBA and 16-bit inputs are
-    converted. Raises :class:`ImageReadError` for missing, empty or undecodable files."""
-    path = Path(path)
+def _check_file(path: Path) -> None:
+    """Raise :class:`ImageReadError` for a missing, folder or empty path, before decoding."""
     if not path.exists():
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of the stored pixels (EXIF orientation ignored); grayscale, RGBA and
+    16-bit inputs are converted. Raises :class:`ImageReadError` for missing, empty or
+    undecodable files."""
+    path = Path(path)
+    _check_file(path)
     data = np.fromfile(str(path), dtype=np.uint8)
-    # IMREAD_COLOR: 3 channels, 8 bits, EXIF rotation applied (16-bit is scaled down, alpha dropped)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    # IMREAD_COLOR: 3 channels, 8 bits (16-bit is scaled down, alpha dropped);
+    # IMREAD_IGNORE_ORIENTATION: raw pixels, as the official loader and the COCO annotations
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise ImageReadError(
             f"{path}: not a readable image (corrupt, truncated, or an unsupported format)"
         )
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_image_pil(path: str | Path) -> Image.Image:
+    """RGB Pillow image of the stored pixels (EXIF orientation ignored), decoded as torchvision's
+    ``ImageFolder`` does. Raises :class:`ImageReadError` for missing, empty or undecodable files."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise ImageReadError(
+            f"{path}: not a readable image (corrupt, truncated, or an unsupported format: {e})"
+        ) from e
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -175,17 +175,18 @@ class RunFiles:
 
     def plot(self) -> list[Path]:
         """``epoch_metrics.png`` (one panel per metric) and a self-contained ``.html``."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        # A Figure on its own Agg canvas, no pyplot: the caller's backend is left alone
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
         names = sorted({k for r in self.rows for k in r} - {"epoch"})
         if not names:
             return []
         cols = min(3, len(names))
         nrows = math.ceil(len(names) / cols)
-        fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 2.8 * nrows), squeeze=False)
+        fig = Figure(figsize=(4 * cols, 2.8 * nrows))
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(nrows, cols, squeeze=False)
         for ax, name in zip(axes.flat, names, strict=False):
             pts = [(r["epoch"], r[name]) for r in self.rows if name in r]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3)
@@ -198,7 +199,6 @@ class RunFiles:
         png = self.run_dir / "epoch_metrics.png"
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90)
-        plt.close(fig)
         png.write_bytes(buf.getvalue())
         table = "".join(
             "<tr>"

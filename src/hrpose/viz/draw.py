@@ -2,9 +2,10 @@
 
 Only what the model is sure of is drawn: people whose score passes a person threshold, and of
 those the joints whose score passes a joint threshold; a limb joins two drawn joints, unless it
-is longer than LIMB_RATIO times the person's median limb (a joint grouped into the wrong
-person). The decoder keeps every person (COCO results need them); drawing all of them shows
-low-score fragments as whole skeletons with limbs across the frame.
+is longer than LIMB_RATIO times the person's reference limb (its median limb, capped by the
+image's typical one): a joint grouped into the wrong person. The decoder keeps every person
+(COCO results need them); drawing all of them shows low-score fragments as whole skeletons
+with limbs across the frame.
 
 Shapes: P people, K joints, T tag dimension, h x w heatmap.
 """
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from hrpose.skeleton import COCO17, KeypointSpec, builtin_spec_for
+from hrpose.skeleton import KeypointSpec, builtin_spec_for
 from hrpose.structures import People
 
 # Defaults measured with benchmarks/bench_draw_thresholds.py on the demo model's coco-mini
@@ -27,14 +28,21 @@ from hrpose.structures import People
 # The person score is the official one: the mean of all K joint scores before refinement.
 PERSON_THRESHOLD = 0.25
 JOINT_THRESHOLD = 0.3
-# A limb is drawn only up to this many times the person's median drawn-limb length, and a joint
-# whose every limb is longer is hidden: the decoder groups by tag alone, so a weak model joins
-# joints of different people into one, drawn as lines across the frame. Measured with the same
-# benchmark at the thresholds above: the 12 annotated people's own limbs reach 2.64x their
-# median; at 3x all 138 limbs between two correctly placed joints stay, 29 of the 56 others go
-# (the longest were 14.5x), and 16 of the 36 misplaced joints are hidden with 4 of the 145
-# correct ones. A drawing choice only: predictions.json keeps every joint.
+# A limb is drawn only up to LIMB_RATIO times its person's reference limb, and a joint whose
+# every limb is longer is hidden: the decoder groups by tag alone, so a weak model joins joints
+# of different people into one, drawn as lines across the frame. The reference is the person's
+# median drawn limb, capped at REFERENCE_CAP times the image's typical one (the median over the
+# drawn people of their median limbs): a person made of joints of several people has only long
+# limbs, so its own median alone would pass them; in the image it is one vote among the people
+# (with no other person drawn, the reference is its own median, as before).
+# Measured with the same benchmark at the thresholds above: the 12 annotated people's own limbs
+# reach 2.64x their median and 3.42x the image's typical limb (a batter in front of small
+# fielders); with the cap all 138 limbs between two correctly placed joints stay, as without
+# it, and of limbs joining two annotated people's joints in one simulated person 87% go
+# instead of 16% (benchmarks/README.md, "Drawing limits"). A drawing choice only:
+# predictions.json keeps every joint.
 LIMB_RATIO = 3.0
+REFERENCE_CAP = 5 / 3
 
 # Distinct colours for people (RGB), cycled.
 PALETTE = (
@@ -49,31 +57,56 @@ def person_color(index: int) -> tuple[int, int, int]:
     return PALETTE[index % len(PALETTE)]
 
 
+def resolve_spec(num_joints: int, spec: KeypointSpec | None = None) -> KeypointSpec:
+    """``spec``, else the built-in set with ``num_joints`` joints (17: COCO, 14: CrowdPose), so
+    people are drawn with their own skeleton; a clear error when neither fits."""
+    if spec is None:
+        spec = builtin_spec_for(num_joints)
+        if spec is None:
+            raise ValueError(
+                f"no built-in keypoint set has {num_joints} joints: pass spec= (the KeypointSpec "
+                "of the model or the annotation file) to draw these people"
+            )
+    elif spec.num_joints != num_joints:
+        raise ValueError(f"the people have {num_joints} joints but spec has {spec.num_joints}")
+    return spec
+
+
+def _confident(people: People, person_threshold: float, joint_threshold: float) -> np.ndarray:
+    """(P, K) bool: joints at least ``joint_threshold`` of people at least ``person_threshold``."""
+    keep = np.asarray(people.scores)[:, None] >= person_threshold
+    return (np.asarray(people.keypoints)[:, :, 2] >= joint_threshold) & keep
+
+
 def drawn_parts(
     people: People,
     spec: KeypointSpec | None = None,
     person_threshold: float = PERSON_THRESHOLD,
     joint_threshold: float = JOINT_THRESHOLD,
     limb_ratio: float = LIMB_RATIO,
+    reference_cap: float = REFERENCE_CAP,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(P, K) joints and (P, L) limbs of ``spec.skeleton`` to draw.
 
     Joints: score >= ``joint_threshold`` of people whose score is >= ``person_threshold``. Limbs:
-    both joints drawn and no longer than ``limb_ratio`` times the person's median such limb; a
-    joint with limbs, all of them too long, is not drawn (``limb_ratio=inf`` keeps them all).
+    both joints drawn and no longer than ``limb_ratio`` times the person's reference limb: its
+    median such limb, at most ``reference_cap`` times the median of those medians over the
+    people drawn (among several people, a wrongly grouped person's long limbs do not set its
+    limit; a person drawn alone has its own median); a joint with limbs, all of them too long,
+    is not drawn (``limb_ratio=inf`` keeps them all).
+    ``spec`` defaults to the built-in set with K joints (:func:`resolve_spec`).
     """
     kp = np.asarray(people.keypoints, np.float64)
-    spec = spec if spec is not None else builtin_spec_for(kp.shape[1])
-    if spec is None and np.isfinite(limb_ratio):
-        raise ValueError(f"no built-in keypoint set has {kp.shape[1]} joints: pass spec=")
-    limbs = np.asarray(spec.skeleton if spec else (), dtype=int).reshape(-1, 2)
-    keep = np.asarray(people.scores)[:, None] >= person_threshold
-    joints = (kp[:, :, 2] >= joint_threshold) & keep
+    spec = resolve_spec(kp.shape[1], spec)
+    limbs = np.asarray(spec.skeleton, dtype=int).reshape(-1, 2)
+    joints = _confident(people, person_threshold, joint_threshold)
     pairs = joints[:, limbs[:, 0]] & joints[:, limbs[:, 1]]
     length = np.linalg.norm(kp[:, limbs[:, 0], :2] - kp[:, limbs[:, 1], :2], axis=2)
     median = np.zeros((len(kp), 1))
     rows = pairs.any(axis=1)
     median[rows, 0] = np.nanmedian(np.where(pairs, length, np.nan)[rows], axis=1)
+    if rows.any():  # the image's typical limb: one vote per drawn person
+        median = np.minimum(median, reference_cap * np.median(median[rows, 0]))
     drawn = pairs & (length <= limb_ratio * median) if np.isfinite(limb_ratio) else pairs
     has, kept = np.zeros_like(joints), np.zeros_like(joints)
     for column in (0, 1):  # joints with candidate limbs / with a drawn limb
@@ -89,10 +122,12 @@ def drawn_joints(
     *,
     spec: KeypointSpec | None = None,
     limb_ratio: float = LIMB_RATIO,
+    reference_cap: float = REFERENCE_CAP,
 ) -> np.ndarray:
     """(P, K) bool: the joints :func:`draw_people` draws (see :func:`drawn_parts`; ``spec``
     defaults to the built-in set with K joints). A person is drawn when any of its joints is."""
-    return drawn_parts(people, spec, person_threshold, joint_threshold, limb_ratio)[0]
+    parts = drawn_parts(people, spec, person_threshold, joint_threshold, limb_ratio, reference_cap)
+    return parts[0]
 
 
 def _colors(shown: np.ndarray, ids: Sequence[int] | None) -> list[tuple[int, int, int]]:
@@ -106,20 +141,23 @@ def _colors(shown: np.ndarray, ids: Sequence[int] | None) -> list[tuple[int, int
 def draw_people(
     image: np.ndarray,
     people: People,
-    spec: KeypointSpec = COCO17,
+    spec: KeypointSpec | None = None,
     ids: Sequence[int] | None = None,
     joint_threshold: float = JOINT_THRESHOLD,
     *,
     person_threshold: float = PERSON_THRESHOLD,
     limb_ratio: float = LIMB_RATIO,
+    reference_cap: float = REFERENCE_CAP,
 ) -> np.ndarray:
     """A copy of the RGB image with the confident people's skeletons, one colour each.
 
     People below ``person_threshold`` and joints below ``joint_threshold`` are not drawn; a limb
-    only joins two drawn joints, up to ``limb_ratio`` times the person's median limb (see
+    only joins two drawn joints, up to ``limb_ratio`` times the person's reference limb (see
     :func:`drawn_parts`). ``ids`` (e.g. track ids) pick the colours and label the people.
+    ``spec`` defaults to the built-in set of the people's joint count (:func:`resolve_spec`).
     """
     out = np.ascontiguousarray(image.copy())
+    spec = resolve_spec(np.shape(people.keypoints)[1], spec)
     if len(people) == 0:
         return out
     if ids is not None and len(ids) != len(people):
@@ -127,7 +165,9 @@ def draw_people(
     h, w = out.shape[:2]
     thick = max(1, round(max(h, w) / 400))
     radius = thick + 1
-    shown, limbs_shown = drawn_parts(people, spec, person_threshold, joint_threshold, limb_ratio)
+    shown, limbs_shown = drawn_parts(
+        people, spec, person_threshold, joint_threshold, limb_ratio, reference_cap
+    )
     colors = _colors(shown, ids)
     pts = np.round(people.keypoints[:, :, :2]).astype(int)
     limbs = np.asarray(spec.skeleton, dtype=int).reshape(-1, 2)
@@ -243,19 +283,16 @@ def tag_plot(
     Well-grouped people are horizontal bands apart from each other. Joints the decoder filled in
     by refinement carry no tag (stored as 0 or NaN) and are left out, as are undrawn people.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure on its own Agg canvas, no pyplot: the caller's backend (a notebook's) is left alone
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     # every confident joint, also those draw_people leaves out for a too-long limb: their tags
     # show why the decoder grouped them into that person
-    shown = (
-        drawn_joints(people, person_threshold, joint_threshold, limb_ratio=np.inf)
-        if len(people)
-        else None
-    )
-    fig, ax = plt.subplots(figsize=(size[0] / 100, size[1] / 100), dpi=100)
+    shown = _confident(people, person_threshold, joint_threshold) if len(people) else None
+    fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.subplots()
     k = len(names)
     drawn = 0
     if shown is not None:
@@ -280,10 +317,8 @@ def tag_plot(
     ax.set_title(f"associative-embedding tags of detected joints ({drawn} people drawn)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.canvas.draw()
-    rgb = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
-    plt.close(fig)
-    return rgb
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
 
 
 def side_by_side(images: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8) -> np.ndarray:
