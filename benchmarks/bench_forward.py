@@ -51,7 +51,9 @@ def _ort(model: nn.Module, x: torch.Tensor, tmp: Path) -> Forward:
     from hrpose.export import export_onnx
     from hrpose.record import registered_record
 
-    path = export_onnx(model, tmp / "model.onnx", registered_record(model.width, 17, input_size=x.shape[2]))
+    path = export_onnx(
+        model, tmp / "model.onnx", registered_record(model.width, 17, input_size=x.shape[2])
+    )
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = torch.get_num_threads()

@@ -212,4 +212,3 @@ def test_classify_reads_images_as_imagenet_training(tmp_path, capsys) -> None:
     order = prob.argsort(descending=True).tolist()
     expected = "; ".join(f"class {i} {prob[i]:.1%}" for i in order)
     assert capsys.readouterr().out.strip() == f"rot.jpg: {expected}"
-
