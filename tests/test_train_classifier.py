@@ -139,7 +139,7 @@ def test_eval_and_classify_cli(imagenet, tmp_path, capsys) -> None:
                 "classifier",
                 "--weights",
                 str(weights),
-                f"--data.root={imagenet}",
+                f"--dataloader.val_ds.root={imagenet}",
                 "--input-size",
                 "32",
                 "--resize",
@@ -151,6 +151,9 @@ def test_eval_and_classify_cli(imagenet, tmp_path, capsys) -> None:
         == 0
     )
     assert "top-1" in capsys.readouterr().out
+    old = ["eval", "classifier", "--weights", str(weights), f"--data.root={imagenet}"]
+    assert main(old) == 2  # the old flag names the new form
+    assert "--data.root was renamed: use --dataloader.val_ds.root=" in capsys.readouterr().err
     rc = main(
         [
             "classify",
@@ -174,7 +177,7 @@ def test_eval_classifier_log_has_no_redraws(imagenet, tmp_path, capfd) -> None:
     torch.manual_seed(0)
     weights = tmp_path / "cls.pth"
     torch.save(HRNetClassifier(8, 3).state_dict(), weights)
-    argv = ["eval", "classifier", "--weights", str(weights), f"--data.root={imagenet}",
+    argv = ["eval", "classifier", "--weights", str(weights), f"--dataloader.val_ds.root={imagenet}",
             "--input-size", "32", "--resize", "36", "--workers", "0",
             "--batch-size", "2"]  # fmt: skip
     assert main(argv) == 0

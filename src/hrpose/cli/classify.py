@@ -9,7 +9,15 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="hrpose classify", description=__doc__)
+    from hrpose.cli.eval_classifier import classifier_config
+    from hrpose.config.load import ConfigError
+
+    p = argparse.ArgumentParser(
+        prog="hrpose classify",
+        allow_abbrev=False,
+        description=__doc__ + " Also --config FILE (a classifier YAML) and --data.* overrides; "
+        "--input-size and --resize set data.input_size and data.resize_size.",
+    )
     p.add_argument("source", help="an image or a folder of images")
     p.add_argument(
         "--weights",
@@ -19,7 +27,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--labels", help="labels.json from `hrpose prepare imagenet` (wnid -> name)")
     p.add_argument("--output", default=None, help="also write images with the top-5 drawn")
     p.add_argument("--topk", type=int, default=5)
-    args = p.parse_args(argv)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    try:
+        cfg, rest = classifier_config(argv, "hrpose classify", ("data",))
+    except ConfigError as e:
+        print(f"hrpose classify: {e}", file=sys.stderr)
+        return 2
+    args = p.parse_args(rest)
     import cv2
     import numpy as np
     import torch
@@ -48,7 +62,9 @@ def main(argv: list[str]) -> int:
     names = names or [f"class {i}" for i in range(model.num_classes)]
     src = Path(args.source)
     paths = list_images(src) if src.is_dir() else [src]
-    transform, failed = ValTransform(), 0
+    transform, failed = ValTransform(cfg.data.input_size, cfg.data.resize_size), 0
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(device)
     out = Path(args.output) if args.output else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -61,7 +77,7 @@ def main(argv: list[str]) -> int:
             failed += 1
             continue
         with torch.no_grad():
-            prob = torch.softmax(model(transform(image)[None]), 1)[0]
+            prob = torch.softmax(model(transform(image)[None].to(device)), 1)[0].cpu()
         top = prob.topk(min(args.topk, len(prob)))
         lines = [
             f"{names[i]} {v:.1%}"

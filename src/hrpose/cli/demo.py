@@ -153,7 +153,8 @@ def main(argv: list[str]) -> int:
       {out / "video" / "street_pose.mp4"}  ({vid[1]} of {vid[0]} decoded people drawn, all frames)
   every folder's predictions.json keeps all decoded people; only people with score >= \
 {PERSON_THRESHOLD} and joints >= {JOINT_THRESHOLD} are drawn, and no limb longer than \
-{LIMB_RATIO}x its person's reference limb (hrpose predict --person-threshold --joint-threshold --limb-ratio)
+{LIMB_RATIO}x its person's reference limb
+  (hrpose predict --person-threshold --joint-threshold --limb-ratio)
   MLflow store: {Path(args.results_dir) / "mlflow.db"}  (browse: mlflow ui --backend-store-uri \
 sqlite:///{Path(args.results_dir).resolve() / "mlflow.db"})""")
     if args.min_ap is not None and ap < args.min_ap:

@@ -25,16 +25,63 @@ def load_classifier(weights: str):
     return model.eval(), extra.get("classes"), extra.get("class_names")
 
 
+CLASSIFIER_SHORT_FLAGS = {
+    "--input-size": ("data.input_size",),
+    "--resize": ("data.resize_size",),
+    "--batch-size": ("dataloader.val_batch_size",),
+    "--workers": ("dataloader.num_workers",),
+}
+
+
+def classifier_config(argv: list[str], prog: str, sections: tuple[str, ...]):
+    """(the classifier config of --config, ``--section.field=value`` and the short flags, the
+    remaining arguments): the same grammar as the pose commands."""
+    from hrpose.cli.options import RENAMED, short_flags_to_overrides
+    from hrpose.config.load import ConfigError, load_config
+    from hrpose.config.schema import ClassifierTrainConfig
+
+    config, rest, dotted = None, [], []
+    argv = short_flags_to_overrides(argv, CLASSIFIER_SHORT_FLAGS)
+    i = 0
+    while i < len(argv):
+        arg, key = argv[i], argv[i].split("=", 1)[0]
+        if key in RENAMED:
+            raise ConfigError(f"{key} was renamed: use {RENAMED[key]}")
+        if key == "--config":
+            config = arg.split("=", 1)[1] if "=" in arg else argv[i + 1]
+            i += 1 if "=" in arg else 2
+            continue
+        if arg.startswith("--") and "." in key:
+            if key[2:].split(".", 1)[0] not in sections:
+                raise ConfigError(f"{key}: {prog} reads only the {', '.join(sections)} "
+                                  "section(s) of a config")  # fmt: skip
+            dotted.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return load_config(ClassifierTrainConfig, config, dotted), rest
+
+
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="hrpose eval classifier", description=__doc__)
+    from hrpose.config.load import ConfigError
+
+    p = argparse.ArgumentParser(
+        prog="hrpose eval classifier",
+        allow_abbrev=False,
+        description=__doc__ + " Also --config FILE (a classifier YAML) and --data.* / "
+        "--dataloader.* overrides; --input-size, --resize, --batch-size and --workers set "
+        "data.input_size, data.resize_size, dataloader.val_batch_size, dataloader.num_workers.",
+    )
     p.add_argument("--weights", required=True)
-    p.add_argument("--data.root", dest="root", default="data/ImageNet")
-    p.add_argument("--data.split", dest="split", default="val")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--resize", type=int, default=256)
-    p.add_argument("--workers", type=int, default=4)
-    args = p.parse_args(argv)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    try:
+        cfg, rest = classifier_config(argv, "hrpose eval classifier", ("data", "dataloader"))
+    except ConfigError as e:
+        print(f"hrpose eval classifier: {e}", file=sys.stderr)
+        return 2
+    args = p.parse_args(rest)
+    val, d = cfg.dataloader.val_ds, cfg.data
+    batch = cfg.dataloader.val_batch_size or cfg.dataloader.batch_size
     import torch
 
     from hrpose.data.coco import DatasetError
@@ -45,7 +92,7 @@ def main(argv: list[str]) -> int:
 
     try:
         model, _, _ = load_classifier(args.weights)
-        data = ImageFolder(Path(args.root) / args.split, ValTransform(args.input_size, args.resize))
+        data = ImageFolder(Path(val.root) / val.split, ValTransform(d.input_size, d.resize_size))
     except (WeightsError, DatasetError) as e:
         print(f"hrpose eval classifier: {e}", file=sys.stderr)
         return 2
@@ -56,11 +103,13 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    loader = torch.utils.data.DataLoader(data, args.batch_size, num_workers=args.workers)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(device)
+    loader = torch.utils.data.DataLoader(data, batch, num_workers=cfg.dataloader.num_workers)
     acc = TopkAccuracy((1, 5))
     with torch.no_grad():
         for images, labels in progress(loader, "evaluating", "batch"):
-            acc.update(model(images), labels)
+            acc.update(model(images.to(device)).cpu(), labels)
     res = acc.compute()
     print(f"top-1 {res['top1']:.2f}%  top-5 {res['top5']:.2f}%  ({acc.count} images)")
     return 0

@@ -138,3 +138,47 @@ def resolve_inference(
         raise ConfigError(f"inference: {e}") from None
     source = {n: "flag" if n in flags else "config" if n in given else "record" for n in names}
     return settings, source
+
+
+# `hrpose train`'s short flags -> the config fields they set (per task).
+TRAIN_SHORT_FLAGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "pose": {
+        "--weights": ("setup.pretrained_ckpt_path",),
+        "--output": ("setup.results_dir",),
+        "--device": ("trainer.accelerator",),
+        "--input-size": ("data.input_size", "inference.input_size"),
+        "--no-flip": ("inference.flip=false",),
+    },
+    "classifier": {
+        "--weights": ("setup.pretrained_ckpt_path",),
+        "--output": ("setup.results_dir",),
+        "--device": ("trainer.accelerator",),
+        "--input-size": ("data.input_size",),
+    },
+}
+
+
+def short_flags_to_overrides(argv: list[str], table: dict[str, tuple[str, ...]]) -> list[str]:
+    """``--weights W`` / ``--weights=W`` etc. -> their ``--section.field=value`` overrides;
+    other arguments pass through (to the config loader, which names unknown keys)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        key, has_value, value = arg.partition("=")
+        if key not in table:
+            out.append(arg)
+            i += 1
+            continue
+        fields = table[key]
+        if all("=" in f for f in fields):  # a switch: --no-flip
+            out += [f"--{f}" for f in fields]
+            i += 1
+            continue
+        if not has_value:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise ConfigError(f"{key} needs a value: {key} VALUE")
+            value, i = argv[i + 1], i + 1
+        out += [f"--{f}={value}" for f in fields]
+        i += 1
+    return out

@@ -13,7 +13,12 @@ if TYPE_CHECKING:
     from hrpose.engine.settings import FitSettings
 
 USAGE = """usage: hrpose train {pose,classifier} [--config FILE.yaml] [--section.field=value ...]
+                     [--weights W] [--output DIR] [--device D] [--input-size N] [--no-flip]
                      [--print-config] [--help]
+
+Short flags: --weights = setup.pretrained_ckpt_path (a path, URL or registered name), --output =
+setup.results_dir, --device = trainer.accelerator, --input-size = data.input_size (pose: and
+inference.input_size), --no-flip = inference.flip=false (pose).
 
 Train HigherHRNet on COCO keypoints (pose) or HRNet-W32-C on ImageNet (classifier). Every config
 field can be overridden, e.g. --optimizer.lr=1e-3 --trainer.max_epochs=10 --setup.ckpt_path=None.
@@ -49,7 +54,10 @@ def main(argv: list[str]) -> int:
         else:
             overrides.append(arg)
         i += 1
+    from hrpose.cli.options import TRAIN_SHORT_FLAGS, short_flags_to_overrides
+
     try:
+        overrides = short_flags_to_overrides(overrides, TRAIN_SHORT_FLAGS[task])
         cfg = load_config(cls, config_path, overrides)
     except ConfigError as e:
         print(f"hrpose train {task}: {e}", file=sys.stderr)
@@ -57,12 +65,12 @@ def main(argv: list[str]) -> int:
     if show:
         print(to_yaml(cfg))
         return 0
-    from hrpose.engine.loop import TrainingStopped, fit
+    from hrpose.engine.loop import TrainingStopped
+    from hrpose.models.weights import WeightsError
 
-    build = pose_task if task == "pose" else classifier_task
     try:
-        result = fit(fit_settings(cfg), lambda device, info: build(cfg, device, info), task)
-    except (TrainingStopped, FileExistsError, FileNotFoundError, ValueError) as e:
+        result = train_task(task, cfg)
+    except (TrainingStopped, FileExistsError, FileNotFoundError, ValueError, WeightsError) as e:
         print(f"hrpose train {task}: {e}", file=sys.stderr)
         return 1
     best = "n/a" if result.best is None else f"{result.best:.4f}"

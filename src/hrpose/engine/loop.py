@@ -17,98 +17,48 @@ way the per-step losses equal those of an unbroken run.
 
 from __future__ import annotations
 
-import functools
 import itertools
-import math
-import random
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from hrpose.data.loaders import EpochSampler
 from hrpose.engine import distributed as dist_utils
-from hrpose.engine import run_dir as run_files
-from hrpose.engine.checkpoint import (
-    Progress,
-    load_pretrained,
-    restore,
-    resume_state,
-    save_checkpoint,
-    set_rng_state,
-    training_state,
-)
-from hrpose.engine.optim import Optimization, learning_rate, make_optimization, set_lr
+from hrpose.engine.checkpoint import Progress
+from hrpose.engine.optim import Optimization, set_lr
 from hrpose.engine.settings import FitSettings
 from hrpose.engine.signals import StopFlag
-from hrpose.engine.tracking import NullTracker, RunFiles, make_tracker
-from hrpose.engine.wrapping import place_model, rank_device, resolve_amp, resolve_device, wrap_model
-from hrpose.progress import ProgressBar
+from hrpose.engine.task import (  # noqa: F401  (the loop's contract, importable from here)
+    FitResult,
+    StepContext,
+    StepOutput,
+    TaskParts,
+    TrainingStopped,
+)
+from hrpose.engine.wrapping import rank_device, resolve_device
 
 
-class TrainingStopped(RuntimeError):
-    """The run cannot go on (non-finite loss); the message says what to change."""
+def fit(
+    settings: FitSettings,
+    build: Callable[[torch.device, dist_utils.DistInfo], TaskParts],
+    task_name: str,
+) -> FitResult:
+    """Train the task ``build`` makes, as ``settings`` say (cli/train.py makes them)."""
+    t = settings.trainer
+    device = resolve_device(t.accelerator)
+    info = dist_utils.init_distributed(t.use_DDP, device, t.ddp_timeout_s)
+    device = rank_device(device, info)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # tiny activations of a fresh net slow CPU math otherwise
+    try:
+        from hrpose.engine.run import Run, seed_everything  # run.py builds on this module
 
-
-@dataclass
-class StepContext:
-    """What a step function needs besides the model and the batch."""
-
-    device: torch.device
-    channels_last: bool = False
-
-    def to_device(self, x: Any) -> Any:
-        """Move tensors (nested in lists/dicts) to the device; images get channels_last."""
-        if isinstance(x, Tensor):
-            x = x.to(self.device, non_blocking=True)
-            if self.channels_last and x.dim() == 4 and x.is_floating_point():
-                x = x.contiguous(memory_format=torch.channels_last)
-            return x
-        if isinstance(x, list | tuple):
-            return type(x)(self.to_device(v) for v in x)
-        if isinstance(x, dict):
-            return {k: self.to_device(v) for k, v in x.items()}
-        return x
-
-
-@dataclass
-class StepOutput:
-    """One training step: the loss to back-propagate and scalar parts for logging."""
-
-    loss: Tensor
-    parts: dict[str, Tensor] = field(default_factory=dict)
-    batch_size: int = 1
-
-
-@dataclass
-class TaskParts:
-    """A task as the loop sees it."""
-
-    model: nn.Module
-    train_loader: Any
-    train_step: Callable[[nn.Module, Any, StepContext], StepOutput]
-    validate: Callable[[nn.Module, StepContext], dict[str, float]] | None
-    best_metric: str  # higher is better, e.g. "AP" or "top1"
-    sample_image: Callable[[Any], Any] | None = None  # batch -> HxWx3 uint8 for logging
-    # (model, ctx) -> {name: HxWx3 uint8 RGB}: pictures written at every validation
-    val_images: Callable[[nn.Module, StepContext], dict[str, np.ndarray]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # stored in checkpoints
-
-
-@dataclass
-class FitResult:
-    """Where a run wrote its files and how it ended."""
-
-    run_dir: Path
-    epochs_done: int
-    best: float | None
-    last_metrics: dict[str, float]
-    status: str  # FINISHED | KILLED
+        seed_everything(settings.setup.seed + info.rank)
+        return Run(settings, build(device, info), task_name, device, info).train()
+    finally:
+        dist_utils.cleanup()
 
 
 def epoch_batches(loader: Any, epoch: int, start: int, steps: int) -> Iterator[Any]:
@@ -179,188 +129,3 @@ def evaluate(
             return validate(model, ctx)
     finally:
         model.train()
-
-
-def fit(
-    settings: FitSettings,
-    build: Callable[[torch.device, dist_utils.DistInfo], TaskParts],
-    task_name: str,
-) -> FitResult:
-    """Train the task ``build`` makes, as ``settings`` say (cli/train.py makes them)."""
-    t = settings.trainer
-    device = resolve_device(t.accelerator)
-    info = dist_utils.init_distributed(t.use_DDP, device, t.ddp_timeout_s)
-    device = rank_device(device, info)
-    seed_everything(settings.setup.seed + info.rank)
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)  # tiny activations of a fresh net slow CPU math otherwise
-    try:
-        return _Run(settings, build(device, info), task_name, device, info).train()
-    finally:
-        dist_utils.cleanup()
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global generators (weight init and anything else that
-    draws from them; the data order and augmentation have their own seeds, see data.loaders)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002
-    torch.manual_seed(seed)
-
-
-class _Run:
-    """One run's state between epochs: set up (or resumed) here, advanced by :meth:`train`."""
-
-    def __init__(self, s: FitSettings, parts: TaskParts, task: str, device: torch.device,
-                 info: dist_utils.DistInfo) -> None:  # fmt: skip
-        self.s, self.parts, self.task, self.info, self.main = s, parts, task, info, info.is_main
-        t, setup = s.trainer, s.setup
-        self.model = place_model(parts.model, device, t.channels_last)
-        resume = resume_state(setup.ckpt_path, task)
-        if resume is None and setup.pretrained_ckpt_path:
-            load_pretrained(self.model, setup.pretrained_ckpt_path, self.main)
-        lr_at = functools.partial(learning_rate, lr=s.optimizer.lr, scheduler=s.scheduler,
-                                  max_epochs=t.max_epochs)  # fmt: skip
-        self.opt = make_optimization(self.model, s.optimizer, lr_at, resolve_amp(t.amp, device),
-                                     t.grad_clip, device)  # fmt: skip
-        self.progress, self.best, run_id = Progress(), None, None
-        if resume is not None:
-            self.progress, self.best, run_id = restore(resume, self.model, self.opt.optimizer,
-                                                       self.opt.scaler)  # fmt: skip
-            run_dir = run_files.run_dir_of(setup.ckpt_path)  # type: ignore[arg-type]
-        else:
-            run_dir = run_files.new_run_dir(setup) if self.main else Path()
-        self.run_dir = Path(str(dist_utils.broadcast_object(str(run_dir))))
-        self.train_model = wrap_model(self.model, device, info, sync_batchnorm=t.sync_batchnorm,
-                                      use_compile=t.use_compile)  # fmt: skip
-        self.tracker = NullTracker()
-        self.files = None
-        if self.main:
-            self.tracker = make_tracker(s.tracking, setup, self.run_dir, run_id)
-            self.files = RunFiles(self.run_dir, resume["epoch"] if resume else None)
-            run_files.open_run_folder(self.run_dir, s.config, self.tracker)
-            p = self.progress
-            where = "new run" if resume is None else f"resuming at epoch {p.epoch + 1}" + (
-                f", batch {p.batch + 1}" if p.batch else "")  # fmt: skip
-            print(f"{task} training, {where}: {self.run_dir} (device {device}, "
-                  f"world {info.world_size})")  # fmt: skip
-        if resume is not None:
-            set_rng_state(resume["rng"])
-        self.ctx = StepContext(device, t.channels_last)
-        steps, limit = len(parts.train_loader), t.limit_batches
-        self.steps = min(steps, limit) if limit else steps
-        self.sample_logged = False
-
-    def train(self) -> FitResult:
-        """Epochs until trainer.max_epochs or a signal; the tracker run ends with the status."""
-        t, p = self.s.trainer, self.progress
-        status, metrics = "FINISHED", {}
-        try:
-            with StopFlag() as stop:
-                while p.epoch < t.max_epochs:
-                    t0, seen0 = time.perf_counter(), p.seen
-                    # Off a terminal the bar stays silent: the epoch's summary line is printed.
-                    bar = ProgressBar(self.steps, f"epoch {p.epoch + 1}/{t.max_epochs}",
-                                      enabled=t.progress and self.main, leave=False,
-                                      summary=False, initial=p.batch)  # fmt: skip
-                    stopped = train_one_epoch(
-                        self.train_model, self.parts.train_loader, self.parts.train_step,
-                        self.opt, self.ctx, p, self.steps, stop, self._on_step(bar, t0, seen0),
-                    )  # fmt: skip
-                    bar.close()
-                    if stopped:
-                        status = "KILLED"
-                        self._save_stopped(metrics)
-                        break
-                    metrics = self._end_epoch(time.perf_counter() - t0, p.seen - seen0)
-        except BaseException:
-            self.tracker.close("FAILED")
-            raise
-        if self.main:
-            run_files.log_run_files(self.run_dir, self.tracker)
-        self.tracker.close(status)
-        return FitResult(self.run_dir, p.epoch, self.best, metrics, status)
-
-    def checkpoint(self, metrics: dict[str, float]) -> dict[str, Any]:
-        """The checkpoint dict of the run as it stands now."""
-        return training_state(
-            self.task, self.model, self.opt.optimizer, self.opt.scaler, self.progress,
-            schedule=self.s.scheduler.name, config=self.s.config,
-            tracking_run_id=self.tracker.run_id, metrics=metrics, best=self.best,
-            extra=self.parts.extra,
-        )  # fmt: skip
-
-    def _on_step(self, bar: ProgressBar, t0: float, seen0: int) -> Callable:
-        log_every, p, world = self.s.trainer.log_every, self.progress, self.info.world_size
-        log_images, sample = self.s.tracking.log_images, self.parts.sample_image
-
-        def on_step(values: dict[str, float], lr: float, batch: Any) -> None:
-            ips = (p.seen - seen0) * world / max(time.perf_counter() - t0, 1e-9)
-            if bar.enabled:
-                bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.2g}", ips=f"{ips:.1f}")
-                bar.update()
-            if self.main and p.step % log_every == 0:
-                logged = {f"step/{k}": v for k, v in values.items()}
-                self.tracker.log_metrics({**logged, "step/lr": lr, "step/img_per_s": ips}, p.step)
-            if self.main and log_images and not self.sample_logged and sample:
-                self.sample_logged = True
-                run_files.save_train_sample(self.run_dir, lambda: sample(batch), self.tracker)
-
-        return on_step
-
-    def _save_stopped(self, metrics: dict[str, float]) -> None:
-        p = self.progress
-        if not self.main:
-            return
-        last = self.run_dir / "checkpoints" / "last.pt"
-        save_checkpoint(last, self.checkpoint(metrics))
-        print(
-            f"stopped during epoch {p.epoch + 1} after batch {p.batch}/{self.steps}; saved "
-            f"{last} (resume with --setup.ckpt_path={last}: it continues at the next batch)"
-        )
-
-    def _end_epoch(self, elapsed: float, seen: int) -> dict[str, float]:
-        """Epoch metrics, validation when due, best value, checkpoints, files and the summary."""
-        t, p, parts = self.s.trainer, self.progress, self.parts
-        n = max(1, p.batch)
-        metrics = dist_utils.reduce_mean({f"train/{k}": v / n for k, v in p.sums.items()})
-        metrics["lr"] = self.opt.lr_at(p.epoch)
-        metrics["img_per_s"] = seen * self.info.world_size / max(elapsed, 1e-9)
-        last_epoch = p.epoch + 1 == t.max_epochs
-        validating = bool(parts.validate and t.val_every
-                          and ((p.epoch + 1) % t.val_every == 0 or last_epoch))  # fmt: skip
-        if validating:
-            metrics.update(evaluate(parts.validate, self.model, self.ctx))
-            if self.main and parts.val_images and self.s.tracking.log_images:
-                render = functools.partial(evaluate, parts.val_images, self.model, self.ctx)
-                run_files.save_val_pictures(self.run_dir, p.epoch + 1, render, self.tracker)
-        improved = False
-        value = metrics.get(parts.best_metric)
-        if value is not None and math.isfinite(value) and (self.best is None or value > self.best):
-            self.best, improved = value, True
-        p.next_epoch()
-        if self.main:
-            ckpt_dir = self.run_dir / "checkpoints"
-            save_checkpoint(ckpt_dir / "last.pt", self.checkpoint(metrics))
-            if improved:
-                save_checkpoint(ckpt_dir / "best.pt", self.checkpoint(metrics))
-            assert self.files is not None
-            plot = validating or last_epoch or p.epoch % 10 == 0
-            self.files.add_epoch(p.epoch, metrics, plot=plot)
-            self.tracker.log_metrics(metrics, p.step)
-            print(_summary_line(p.epoch - 1, t.max_epochs, metrics, elapsed, improved))
-        dist_utils.barrier()
-        return metrics
-
-
-def _summary_line(
-    epoch: int, max_epochs: int, metrics: dict[str, float], elapsed: float, improved: bool
-) -> str:
-    shown = "  ".join(
-        f"{k.removeprefix('train/')} {v:.4g}" for k, v in metrics.items() if k != "img_per_s"
-    )
-    star = "  (best)" if improved else ""
-    return (
-        f"epoch {epoch + 1}/{max_epochs}  {shown}  {metrics.get('img_per_s', 0):.1f} img/s  "
-        f"{elapsed:.1f} s{star}"
-    )
