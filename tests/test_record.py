@@ -192,3 +192,17 @@ def test_load_model_from_the_package_root() -> None:
 
     assert hrpose.load_model is load_model
     assert hrpose.load_model("random", width=8).record.origin == "untrained"
+
+
+def test_onnxruntime_uses_cuda_when_asked_and_installed(monkeypatch) -> None:
+    import onnxruntime as ort
+
+    from hrpose.runtime import onnx_providers
+
+    assert onnx_providers(torch.device("cpu")) == ["CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ValueError, match="onnxruntime-gpu, or use --device cpu"):
+        onnx_providers(torch.device("cuda"))
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])  # fmt: skip
+    assert onnx_providers(torch.device("cuda"))[0] == "CUDAExecutionProvider"

@@ -73,9 +73,10 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
                 flag, dest=dest, action="store_const", const=const, default=None, help=doc
             )
         elif typing.get_origin(tp) is tuple:
-            g.add_argument(flag, dest=dest, type=float, nargs="+", default=None, help=doc)
+            g.add_argument(flag, dest=dest, type=float, nargs="+", default=None, help=doc,
+                           metavar="S")  # fmt: skip
         else:
-            g.add_argument(flag, dest=dest, type=tp, default=None, help=doc)
+            g.add_argument(flag, dest=dest, type=tp, default=None, help=doc, metavar=name.upper())
 
 
 def parse(

@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_predictor(args: PredictOptions, overrides: list[str]):
+def build_predictor(args: argparse.Namespace, overrides: list[str]):
     """The model of --weights (or the config's inference.ckpt_path, else the default registered
     model) with its record's settings, overridden by --config's inference section and flags."""
     import torch
@@ -148,7 +148,7 @@ def build_predictor(args: PredictOptions, overrides: list[str]):
     return Predictor.from_loaded(loaded, **kw), source
 
 
-def _options(args: PredictOptions) -> PredictOptions:
+def _options(args: argparse.Namespace) -> PredictOptions:
     return PredictOptions(
         args.person_threshold, args.joint_threshold, args.limb_ratio, args.heatmaps, args.tags,
         args.smooth, args.max_frames, args.batch_frames, args.ground_truth,
@@ -291,22 +291,22 @@ def _results(
 
 
 def _extras(
-    pred, image: np.ndarray, stem: str, out: Path, args: PredictOptions, spec: KeypointSpec
+    pred, image: np.ndarray, stem: str, out: Path, options: PredictOptions, spec: KeypointSpec
 ) -> None:
     import cv2
 
     from hrpose.viz.draw import heatmap_grid, tag_plot
 
-    if args.heatmaps and pred.outputs:
+    if options.heatmaps and pred.outputs:
         k = pred.people.keypoints.shape[1] if len(pred.people) else pred.outputs[-1].shape[1]
         heat = pred.outputs[-1][0, :k].cpu().numpy()
         # through the input's affine (undoing its padding), so peaks sit on their pixels
         grid = heatmap_grid(image, heat, _names(k, spec), tile=240, transform=pred.transform)
         cv2.imwrite(str(out / f"{stem}_heatmaps.jpg"), grid[:, :, ::-1])
-    if args.tags:
+    if options.tags:
         k = pred.people.keypoints.shape[1]
-        plot = tag_plot(pred.people, _names(k, spec), person_threshold=args.person_threshold,
-                        joint_threshold=args.joint_threshold)  # fmt: skip
+        plot = tag_plot(pred.people, _names(k, spec), person_threshold=options.person_threshold,
+                        joint_threshold=options.joint_threshold)  # fmt: skip
         cv2.imwrite(str(out / f"{stem}_tags.png"), plot[:, :, ::-1])
 
 
@@ -314,28 +314,28 @@ def _names(k: int, spec: KeypointSpec) -> list[str]:
     return list(spec.names) if k == spec.num_joints else [f"joint {i}" for i in range(k)]
 
 
-def _count(people, spec: KeypointSpec, args: PredictOptions) -> int:
+def _count(people, spec: KeypointSpec, options: PredictOptions) -> int:
     """How many of the people are drawn with the run's thresholds."""
     from hrpose.viz.draw import drawn_joints
 
     if len(people) == 0:
         return 0
-    return int(drawn_joints(people, spec=spec, **args.drawing()).any(axis=1).sum())
+    return int(drawn_joints(people, spec=spec, **options.drawing()).any(axis=1).sum())
 
 
-def _panel(image: np.ndarray, people, truth, spec, args: PredictOptions) -> np.ndarray:
+def _panel(image: np.ndarray, people, truth, spec, options: PredictOptions) -> np.ndarray:
     """Prediction | ground truth; an annotated person takes the number and colour of the drawn
     person that matches it best (OKS >= 0.5), the others numbers of their own."""
     from hrpose.tracking import oks
     from hrpose.viz.draw import draw_people, drawn_joints, side_by_side
 
-    shown = drawn_joints(people, spec=spec, **args.drawing()).any(axis=1)
+    shown = drawn_joints(people, spec=spec, **options.drawing()).any(axis=1)
     ids = np.cumsum(shown) - 1  # the drawn people's numbers, in the colours of *_pose.jpg
     sim = oks(people.keypoints[shown], truth.keypoints, spec.sigmas, threshold=0.5)
     best = sim.argmax(axis=0) if sim.size else np.zeros(len(truth), int)
     hit = sim.max(axis=0) >= 0.5 if sim.size else np.zeros(len(truth), bool)
     truth_ids = np.where(hit, best, int(shown.sum()) + np.cumsum(~hit) - 1)
-    left = draw_people(image, people, spec, ids, **args.drawing())
+    left = draw_people(image, people, spec, ids, **options.drawing())
     right = draw_people(image, truth, spec, truth_ids, 0.5, person_threshold=0.0,
                         limb_ratio=np.inf)  # fmt: skip
     return side_by_side(
@@ -346,7 +346,7 @@ def _panel(image: np.ndarray, people, truth, spec, args: PredictOptions) -> np.n
 
 
 def _images(
-    predictor, paths: list[Path], out: Path, args: PredictOptions, gt: dict | None = None
+    predictor, paths: list[Path], out: Path, options: PredictOptions, gt: dict | None = None
 ) -> int:
     import cv2
     from tqdm import tqdm
@@ -356,7 +356,7 @@ def _images(
     rows: list[dict] = []
     failed: list[str] = []
     decoded = drawn = panels = 0
-    thresholds = args.drawing()
+    thresholds = options.drawing()
     ids = image_ids(paths)
     bar = tqdm(paths, unit="img", dynamic_ncols=True, disable=len(paths) < 2)
     for n, path in enumerate(bar):
@@ -370,13 +370,13 @@ def _images(
         pose = draw_people(image, pred.people, predictor.spec, **thresholds)
         cv2.imwrite(str(out / f"{path.stem}_pose.jpg"), pose[:, :, ::-1])
         if gt is not None and path.name in gt:
-            panel = _panel(image, pred.people, gt[path.name], predictor.spec, args)
+            panel = _panel(image, pred.people, gt[path.name], predictor.spec, options)
             cv2.imwrite(str(out / f"{path.stem}_vs_gt.jpg"), panel[:, :, ::-1])
             panels += 1
-        _extras(pred, image, path.stem, out, args, predictor.spec)
+        _extras(pred, image, path.stem, out, options, predictor.spec)
         rows += _results(pred.people, path.name, ids[n])
         decoded += len(pred.people)
-        shown = _count(pred.people, predictor.spec, args)
+        shown = _count(pred.people, predictor.spec, options)
         drawn += shown
         if len(paths) == 1:
             print(f"{path.name}: {len(pred.people)} people decoded, {shown} drawn")
@@ -385,7 +385,7 @@ def _images(
     extra = f", {panels} prediction | ground truth panels *_vs_gt.jpg" if gt is not None else ""
     print(
         f"{done} image(s) -> {out}: {decoded} people decoded, {drawn} drawn (score >= "
-        f"{args.person_threshold}, joints >= {args.joint_threshold}) on *_pose.jpg{extra}; "
+        f"{options.person_threshold}, joints >= {options.joint_threshold}) on *_pose.jpg{extra}; "
         f"predictions.json keeps all {decoded}"
     )
     if failed:
@@ -408,7 +408,7 @@ def _predicted(predictor, frames: Iterable[np.ndarray], batch: int, max_frames: 
         yield from zip(chunk, predictor.predict_batch(chunk), strict=True)
 
 
-def _video(predictor, source: str, kind: str, out: Path, args: PredictOptions) -> int:
+def _video(predictor, source: str, kind: str, out: Path, options: PredictOptions) -> int:
     from tqdm import tqdm
 
     from hrpose.predict import default_batch_frames
@@ -418,7 +418,7 @@ def _video(predictor, source: str, kind: str, out: Path, args: PredictOptions) -
 
     if kind == "camera":
         frames, fps, total, stem = (
-            read_camera(int(source), args.max_frames),
+            read_camera(int(source), options.max_frames),
             15.0,
             None,
             f"camera{source}",
@@ -426,21 +426,23 @@ def _video(predictor, source: str, kind: str, out: Path, args: PredictOptions) -
     else:
         fps, total = video_info(source)
         frames, stem = read_video(source), Path(source).stem
-        if args.max_frames:
-            total = min(total or args.max_frames, args.max_frames)
+        if options.max_frames:
+            total = min(total or options.max_frames, options.max_frames)
     tracker = PoseTracker(predictor.spec.sigmas)
-    smoother = Smoother(fps) if args.smooth else None
+    smoother = Smoother(fps) if options.smooth else None
     rows: list[dict] = []
     decoded = drawn = 0
     drawn_ids: set[int] = set()
     video_path = out / f"{stem}_pose.mp4"
-    batch = args.batch_frames or (1 if kind == "camera" else default_batch_frames(predictor.device))
+    batch = options.batch_frames or (
+        1 if kind == "camera" else default_batch_frames(predictor.device)
+    )
     t0 = time.perf_counter()
     with VideoWriter(video_path, fps) as writer:
         bar = tqdm(total=total or None, unit="frame", dynamic_ncols=True)
         try:
             for n, (frame, pred) in enumerate(
-                _predicted(predictor, frames, batch, args.max_frames)
+                _predicted(predictor, frames, batch, options.max_frames)
             ):
                 people = pred.people
                 ids = tracker.update(people.keypoints, people.scores)
@@ -448,9 +450,9 @@ def _video(predictor, source: str, kind: str, out: Path, args: PredictOptions) -
                     from hrpose.structures import People
 
                     people = People(smoother(people.keypoints, ids), people.scores, people.tags)
-                writer.write(draw_people(frame, people, predictor.spec, ids, **args.drawing()))
+                writer.write(draw_people(frame, people, predictor.spec, ids, **options.drawing()))
                 if len(people):
-                    shown = drawn_joints(people, spec=predictor.spec, **args.drawing())
+                    shown = drawn_joints(people, spec=predictor.spec, **options.drawing())
                     drawn_ids.update(int(i) for i in np.asarray(ids)[shown.any(axis=1)])
                     drawn += int(shown.any(axis=1).sum())
                 decoded += len(people)
@@ -470,8 +472,8 @@ def _video(predictor, source: str, kind: str, out: Path, args: PredictOptions) -
     print(
         f"{frames_done} frames ({frames_done / elapsed:.1f} fps, {batch} per network batch) -> "
         f"{video_path}: {decoded} "
-        f"people decoded, {drawn} drawn (score >= {args.person_threshold}, joints >= "
-        f"{args.joint_threshold}; {len(drawn_ids)} track ids drawn); predictions.json keeps "
+        f"people decoded, {drawn} drawn (score >= {options.person_threshold}, joints >= "
+        f"{options.joint_threshold}; {len(drawn_ids)} track ids drawn); predictions.json keeps "
         f"all {decoded}"
     )
     return 0
