@@ -33,7 +33,8 @@ LAYERS = {
     "evaluation": 2,
     "prepare": 2,
     "viz": 2,
-    "cli": 3,
+    "serve": 3,
+    "cli": 4,
 }
 # Packages at layer 1 whose modules must not import each other.
 SIBLINGS = {"models", "losses", "decode", "data", "viz", "evaluation"}
