@@ -40,7 +40,8 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get(
             "PYTHONPATH", "")}  # fmt: skip
         cmd = [sys.executable, "-m", "hrpose", "serve", "--weights", str(weights)]
-        cmd += ["--host", HOST, "--port", str(self.port), *args]
+        # one network thread: tests run beside other processes, where 2 threads were ~10x slower
+        cmd += ["--host", HOST, "--port", str(self.port), "--threads", "1", *args]
         self._log_file = log.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
 

@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         help="requests per network batch (default per device, as video frames: 1 on CPU, "
         "8 on CUDA)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads of the network (default: torch's, one per core). On a CPU that other "
+        "processes load, 1 was ~10x faster per request (benchmarks/README.md)",
+    )
     p.add_argument("--batch-timeout-ms", type=float, default=5.0, help="wait for batch mates")
     p.add_argument("--person-threshold", type=float, default=PERSON_THRESHOLD, help="drawing")
     p.add_argument("--joint-threshold", type=float, default=JOINT_THRESHOLD, help="drawing")
@@ -103,6 +110,8 @@ def build_predictor(args: argparse.Namespace):
     }
     fields = {**inference.__dict__, **{k: v for k, v in changes.items() if v is not None}}
     inference = InferenceConfig(**fields)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return Predictor.from_weights(
         weights, params=inference.decode_params(), input_size=inference.input_size, device=device
@@ -160,6 +169,11 @@ def main(argv: list[str]) -> int:
     if w != "random" and not Path(w).is_file() and not is_remote(w):
         print(f"hrpose serve: weights file not found: {w}", file=sys.stderr)
         return 2
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"hrpose serve: --threads must be >= 1, got {args.threads}")
+        # before torch starts its thread pools, so every thread and worker process gets it
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     _logging()
     common = {
         "host": args.host,
