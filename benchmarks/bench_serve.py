@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--warmup", type=int, default=16)
     p.add_argument("--max-batch", type=int, default=None, help="server --max-batch")
-    p.add_argument("--threads", type=int, default=None, help="server --threads")
+    p.add_argument("--threads", type=int, default=1, help="server --threads (0: torch's default)")
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args(argv)
     if not Path(args.weights).is_file():
@@ -112,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "hrpose", "serve", "--weights", args.weights, "--port", str(port)]
     if args.max_batch:
         cmd += ["--max-batch", str(args.max_batch)]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
+    cmd += ["--threads", str(args.threads)]
     log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=log, stderr=log)
     try:
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         machine=f"{platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}",
         images=[im.name for im in images],
         max_batch=args.max_batch or "per-device default",
-        threads=args.threads or "torch default",
+        threads=args.threads or "torch default (one per core)",
     )
     print(json.dumps(figures, indent=2))
     if args.json:

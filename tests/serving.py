@@ -40,8 +40,7 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get(
             "PYTHONPATH", "")}  # fmt: skip
         cmd = [sys.executable, "-m", "hrpose", "serve", "--weights", str(weights)]
-        # one network thread: tests run beside other processes, where 2 threads were ~10x slower
-        cmd += ["--host", HOST, "--port", str(self.port), "--threads", "1", *args]
+        cmd += ["--host", HOST, "--port", str(self.port), *args]
         self._log_file = log.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
 

@@ -79,7 +79,7 @@ def test_people_equal_hrpose_predict(server: Server, jpeg: bytes, coco_mini, wei
     argv = [str(coco_mini / "images" / IMAGE), "--weights", str(weights), "--output", str(out)]
     argv += ["--input-size", "192", "--no-flip", "--detection-threshold", "0.3", "--device", "cpu"]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the test server (--threads 1): the same float sums
+    torch.set_num_threads(1)  # as the server (--threads 1): the same float sums
     try:
         assert predict.main(argv) == 0
     finally:

@@ -52,9 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads",
         type=int,
-        default=None,
-        help="CPU threads of the network (default: torch's, one per core). On a CPU that other "
-        "processes load, 1 was ~10x faster per request (benchmarks/README.md)",
+        default=1,
+        help="CPU threads of the network (default 1: on this project's busy 2-core CPU, torch's "
+        "default of one per core served 37x fewer requests/s, its threads waiting on each "
+        "other and on the server's own; benchmarks/README.md). 0: torch's default",
     )
     p.add_argument("--batch-timeout-ms", type=float, default=5.0, help="wait for batch mates")
     p.add_argument("--person-threshold", type=float, default=PERSON_THRESHOLD, help="drawing")
@@ -169,9 +170,9 @@ def main(argv: list[str]) -> int:
     if w != "random" and not Path(w).is_file() and not is_remote(w):
         print(f"hrpose serve: weights file not found: {w}", file=sys.stderr)
         return 2
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit(f"hrpose serve: --threads must be >= 1, got {args.threads}")
+    if args.threads:
+        if args.threads < 0:
+            raise SystemExit(f"hrpose serve: --threads must be >= 0, got {args.threads}")
         # before torch starts its thread pools, so every thread and worker process gets it
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     _logging()
