@@ -389,3 +389,19 @@ def test_upload_checks_unit() -> None:
     with pytest.raises(RequestError) as e:
         read_image_bytes(buf.getvalue(), limits)
     assert e.value.status == 422
+
+
+def test_workers_each_load_the_model(weights: Path, coco_mini: Path, tmp_path: Path) -> None:
+    srv = Server(weights, tmp_path / "server.log", "--workers", "2")
+    try:
+        srv.wait_ready()
+        deadline = time.monotonic() + 120
+        while srv.text().count("model loaded") < 2 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert srv.text().count("model loaded") == 2, srv.text()
+        jpeg = (coco_mini / "images" / IMAGE).read_bytes()
+        with ThreadPoolExecutor(2) as pool:
+            statuses = [r[0] for r in pool.map(lambda _: srv.poses(jpeg), range(4), timeout=300)]
+        assert statuses == [200] * 4
+    finally:
+        assert srv.stop() in (0, -15)
