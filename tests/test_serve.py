@@ -405,3 +405,46 @@ def test_workers_each_load_the_model(weights: Path, coco_mini: Path, tmp_path: P
         assert statuses == [200] * 4
     finally:
         assert srv.stop() in (0, -15)
+
+
+def test_health_is_503_until_loaded_and_says_why_loading_failed() -> None:
+    """In-process app with a loader held on an event: /health and /v1/poses answer 503 while it
+    loads, then /health reports the loader's error; the server itself stays up."""
+    import uvicorn
+
+    from hrpose.serve import create_app
+    from serving import free_port
+
+    release = threading.Event()
+
+    def load():
+        release.wait(30)
+        raise ValueError("no such weights: boom.pt")
+
+    port = free_port()
+    config = uvicorn.Config(create_app(load), host=HOST, port=port, log_config=None)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    client = Server.__new__(Server)  # only its request helpers
+    client.port = port
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status, _, body = client.request("GET", "/health")
+        assert status == 503 and json.loads(body)["status"] == "loading"
+        status, err, _ = client.poses(b"\xff\xd8")
+        assert status == 503 and "still loading" in err["error"]["message"]
+        release.set()
+        while json.loads(client.request("GET", "/health")[2])["status"] == "loading":
+            time.sleep(0.05)
+        status, _, body = client.request("GET", "/health")
+        assert status == 503 and json.loads(body) == {
+            "status": "failed",
+            "error": "ValueError: no such weights: boom.pt",
+        }
+    finally:
+        release.set()
+        server.should_exit = True
+        thread.join(30)
