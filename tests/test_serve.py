@@ -258,7 +258,7 @@ def test_batching_cors_and_sigterm(weights: Path, coco_mini: Path, tmp_path: Pat
     """A server that batches up to 4 requests: concurrent requests share network batches with
     the same people as alone; CORS for the one origin given; SIGTERM lets in-flight finish."""
     srv = Server(weights, tmp_path / "server.log", "--max-batch", "4", "--batch-timeout-ms",
-                 "300", "--cors", "http://app.test")  # fmt: skip
+                 "500", "--cors", "http://app.test")  # fmt: skip
     try:
         srv.wait_ready()
         jpeg = (coco_mini / "images" / IMAGE).read_bytes()
