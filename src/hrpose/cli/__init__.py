@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("hrpose.cli.classify", "top-5 classes of an image or folder (HRNet-W32-C)"),
     "export": ("hrpose.cli.export", "export onnx: the network as an ONNX file"),
     "prepare": ("hrpose.cli.prepare", "prepare coco | imagenet: download and lay out data"),
+    "serve": ("hrpose.cli.serve", "serve a model over HTTP: JSON API and a web page"),
     "summary": ("hrpose.cli.summary", "parameters and multiply-adds of a model"),
     "weights": ("hrpose.cli.weights", "weights list | download: registered pretrained weights"),
 }

@@ -39,13 +39,21 @@ def read_image(path: str | Path) -> np.ndarray:
     undecodable files."""
     path = Path(path)
     _check_file(path)
-    data = np.fromfile(str(path), dtype=np.uint8)
+    return decode_image(np.fromfile(str(path), dtype=np.uint8), str(path))
+
+
+def decode_image(data: bytes | np.ndarray, name: str = "image") -> np.ndarray:
+    """Encoded image bytes (a file's content, an upload) -> (H, W, 3) uint8 RGB, decoded exactly
+    as :func:`read_image` decodes files; ``name`` starts the error message."""
+    buf = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else data
+    if buf.size == 0:
+        raise ImageReadError(f"{name}: empty file")
     # IMREAD_COLOR: 3 channels, 8 bits (16-bit is scaled down, alpha dropped);
     # IMREAD_IGNORE_ORIENTATION: raw pixels, as the official loader and the COCO annotations
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise ImageReadError(
-            f"{path}: not a readable image (corrupt, truncated, or an unsupported format)"
+            f"{name}: not a readable image (corrupt, truncated, or an unsupported format)"
         )
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
