@@ -309,9 +309,16 @@ class _FakePredictor:
     """Records the batches it is given; people = the image's first pixel value."""
 
     def __init__(self, delay: float = 0.05) -> None:
-        self.params = DecodeParams(flip=False)
+        from hrpose.record import registered_record
+        from hrpose.structures import InferenceSettings
+
+        self.record = registered_record(8, 17).with_inference(InferenceSettings(flip=False))
         self.batches: list[list[int]] = []
         self.delay = delay
+
+    @property
+    def params(self):
+        return self.record.inference
 
     def predict_batch(self, images):
         time.sleep(self.delay)

@@ -94,7 +94,7 @@ class MicroBatcher:
     def _variant(self, flip: bool) -> Predictor:
         if flip not in self._variants:  # same network and spec, other decode settings
             p = copy.copy(self.predictor)
-            p.params = dataclasses.replace(self.predictor.params, flip=flip)
+            p.record = p.record.with_inference(dataclasses.replace(p.params, flip=flip))
             self._variants[flip] = p
         return self._variants[flip]
 
