@@ -102,3 +102,14 @@ def test_image_ids_are_unique_beside_digit_named_files() -> None:
     ids = image_ids(paths)
     assert ids[0] == 3 and ids[3] == 1  # COCO names keep their ids
     assert len(set(ids)) == len(ids)  # the others never take one of them
+
+
+def test_folder_log_has_no_progress_redraws(shared_data, tmp_path, capfd) -> None:
+    """With stderr not a terminal (a log file), predict writes no tqdm redraws."""
+    images = shared_data / "coco-mini" / "images"
+    weights = shared_data / "weights" / "w8-coco-mini.pt"
+    assert main(["predict", str(images), "--weights", str(weights), "--output", str(tmp_path),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    said = capfd.readouterr()
+    assert "4 image(s)" in said.out
+    assert "\r" not in said.err and "img/s" not in said.err

@@ -349,8 +349,8 @@ def _images(
     predictor, paths: list[Path], out: Path, options: PredictOptions, gt: dict | None = None
 ) -> int:
     import cv2
-    from tqdm import tqdm
 
+    from hrpose.progress import ProgressBar
     from hrpose.viz.draw import draw_people
 
     rows: list[dict] = []
@@ -358,13 +358,15 @@ def _images(
     decoded = drawn = panels = 0
     thresholds = options.drawing()
     ids = image_ids(paths)
-    bar = tqdm(paths, unit="img", dynamic_ncols=True, disable=len(paths) < 2)
-    for n, path in enumerate(bar):
+    # a bar on a terminal; in a log nothing until the summary line below (no redraws)
+    bar = ProgressBar(len(paths), "predicting", "img", enabled=len(paths) > 1, summary=False)
+    for n, path in enumerate(paths):
+        bar.update()
         try:
             image = read_image(path)
         except ImageReadError as e:
             failed.append(str(e))
-            tqdm.write(f"skipped {e}")
+            print(f"skipped {e}", file=sys.stderr)
             continue
         pred = predictor.predict(image)
         pose = draw_people(image, pred.people, predictor.spec, **thresholds)
@@ -380,6 +382,7 @@ def _images(
         drawn += shown
         if len(paths) == 1:
             print(f"{path.name}: {len(pred.people)} people decoded, {shown} drawn")
+    bar.close()
     (out / "predictions.json").write_text(json.dumps(rows))
     done = len(paths) - len(failed)
     extra = f", {panels} prediction | ground truth panels *_vs_gt.jpg" if gt is not None else ""
@@ -409,9 +412,8 @@ def _predicted(predictor, frames: Iterable[np.ndarray], batch: int, max_frames: 
 
 
 def _video(predictor, source: str, kind: str, out: Path, options: PredictOptions) -> int:
-    from tqdm import tqdm
-
     from hrpose.predict import default_batch_frames
+    from hrpose.progress import ProgressBar
     from hrpose.tracking import PoseTracker, Smoother
     from hrpose.viz.draw import draw_people, drawn_joints
     from hrpose.viz.video import VideoWriter, read_camera, read_video, video_info
@@ -439,7 +441,7 @@ def _video(predictor, source: str, kind: str, out: Path, options: PredictOptions
     )
     t0 = time.perf_counter()
     with VideoWriter(video_path, fps) as writer:
-        bar = tqdm(total=total or None, unit="frame", dynamic_ncols=True)
+        bar = ProgressBar(total or None, "predicting", "frame", summary=False)
         try:
             for n, (frame, pred) in enumerate(
                 _predicted(predictor, frames, batch, options.max_frames)
