@@ -130,6 +130,8 @@ def test_upload_draws_skeletons_on_the_annotated_people(server, coco_mini, tmp_p
         assert (w, h) == (640, 392)
         status = driver.find_element("id", "status").text
         assert "decoded people drawn" in status, status
+        model = driver.find_element("id", "model").text  # the model record, as the page says it
+        assert "HigherHRNet-W8" in model and "input 192" in model, model
         # the sliders work client-side: a person threshold of 1 draws nobody, no new request
         posts = server.text().count("POST /v1/poses")
         driver.execute_script(

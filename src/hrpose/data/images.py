@@ -77,3 +77,12 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(
         p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     )
+
+
+def open_image_header(data: bytes, formats: list[str]) -> Image.Image:
+    """A lazily decoded Pillow image of encoded bytes: size and format read from the header
+    only (``.load()`` decodes), so a limit can refuse a decompression bomb before any pixel
+    memory is taken. The pixels a model sees still come from :func:`decode_image`."""
+    import io
+
+    return Image.open(io.BytesIO(data), formats=formats)

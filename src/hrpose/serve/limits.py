@@ -6,7 +6,6 @@ send instead; the app turns it into a JSON error. Nothing here touches the model
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from hrpose.data.images import ImageReadError, decode_image
+from hrpose.data.images import ImageReadError, decode_image, open_image_header
 from hrpose.viz.draw import JOINT_THRESHOLD, LIMB_RATIO, PERSON_THRESHOLD
 
 # Raw-body content types and the image format each must hold (checked on the bytes too).
@@ -162,7 +161,7 @@ def read_image_bytes(data: bytes, limits: Limits, declared: str | None = None) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            im = Image.open(io.BytesIO(data), formats=list(set(IMAGE_TYPES.values())))
+            im = open_image_header(data, sorted(set(IMAGE_TYPES.values())))
         except Image.DecompressionBombError as e:
             raise RequestError(
                 413,

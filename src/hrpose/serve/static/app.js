@@ -43,7 +43,9 @@ async function loadModel() {
     joint.value = over.joint_threshold;
     showThresholds();
     const inf = info.model.inference;
-    $("#model").textContent = `${info.model.architecture.description || "model"} · input ` +
+    const rec = info.model;  // the model record
+    $("#model").textContent = `${rec.architecture}-W${rec.width} (${rec.origin}` +
+      `${rec.dataset ? ", trained on " + rec.dataset : ""}) · input ` +
       `${inf.input_size}, flip ${inf.flip ? "on" : "off"}`;
   } catch (e) {
     $("#model").textContent = "model not ready: " + e.message;
