@@ -455,3 +455,12 @@ def test_health_is_503_until_loaded_and_says_why_loading_failed() -> None:
         release.set()
         server.should_exit = True
         thread.join(30)
+
+
+def test_bad_settings_are_refused_before_serving(shared_data, capsys) -> None:
+    """An unknown --inference key stops the command with the close matches (no server)."""
+    from hrpose.cli import serve
+
+    weights = str(shared_data / "weights" / "w8-coco-mini.pt")
+    assert serve.main(["--weights", weights, "--inference.refin=false"]) == 2
+    assert "Did you mean: inference.refine" in capsys.readouterr().err

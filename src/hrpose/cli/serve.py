@@ -141,11 +141,19 @@ def main(argv: list[str]) -> int:
         raise SystemExit(
             "hrpose serve needs FastAPI and uvicorn: pip install 'hrpose[serve]'"
         ) from None
+    from hrpose.cli.options import command_config
+    from hrpose.config.load import ConfigError
+    from hrpose.config.schema import PoseTrainConfig
     from hrpose.hub import is_remote
 
     w = args.weights
     if w != "random" and not Path(w).is_file() and not is_remote(w):
         print(f"hrpose serve: weights file not found: {w}", file=sys.stderr)
+        return 2
+    try:  # a bad --config or override is a message now, not a failed load behind /health
+        command_config(PoseTrainConfig, args, overrides)
+    except ConfigError as e:
+        print(f"hrpose serve: {e}", file=sys.stderr)
         return 2
     if args.threads:
         if args.threads < 0:
