@@ -113,3 +113,39 @@ def test_folder_log_has_no_progress_redraws(shared_data, tmp_path, capfd) -> Non
     said = capfd.readouterr()
     assert "4 image(s)" in said.out
     assert "\r" not in said.err and "img/s" not in said.err
+
+
+def test_folder_run_killed_and_resumed_matches_an_unbroken_run(shared_data, tmp_path) -> None:
+    """Ctrl-C after 2 of 4 images keeps them in predictions.jsonl; --resume does the other 2,
+    and predictions.json equals an unbroken run's, with no line twice."""
+    images = shared_data / "coco-mini" / "images"
+    argv = ["predict", str(images), "--weights", str(shared_data / "weights" / "w8-coco-mini.pt"),
+            "--device", "cpu"]  # fmt: skip
+    assert main([*argv, "--output", str(tmp_path / "full")]) == 0
+    full = json.loads((tmp_path / "full" / "predictions.json").read_text())
+    assert len(full) > 4
+    calls = {"n": 0}
+    predict = Predictor.predict
+
+    def interrupted(self, image):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return predict(self, image)
+
+    out = tmp_path / "cut"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Predictor, "predict", interrupted)
+        assert main([*argv, "--output", str(out)]) == 130
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    with open(out / "predictions.jsonl", "a") as f:
+        f.write('{"file_name": "cut sho')  # a line a crash left half written
+    assert main([*argv, "--output", str(out), "--resume"]) == 0
+    names = [
+        json.loads(t)["file_name"] for t in (out / "predictions.jsonl").read_text().splitlines()
+    ]
+    assert sorted(names) == sorted(p.name for p in images.iterdir()) and len(set(names)) == 4
+    resumed = json.loads((out / "predictions.json").read_text())
+    key = lambda r: (r["image_id"], r["score"])  # noqa: E731
+    assert sorted(resumed, key=key) == sorted(full, key=key)

@@ -32,6 +32,7 @@ class PredictOptions:
     max_frames: int | None = None
     batch_frames: int | None = None
     ground_truth: str | None = None  # a COCO keypoints file: also write *_vs_gt.jpg panels
+    resume: bool = False  # images: skip those predictions.jsonl of an earlier run holds
 
     def drawing(self) -> dict:
         """The thresholds as draw_people and drawn_joints take them."""
@@ -96,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         help="images: also write <name>_vs_gt.jpg, prediction beside the annotated "
         "skeletons of this COCO keypoints file",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="images and folders: skip the images predictions.jsonl (one line per finished "
+        "image, kept on Ctrl-C or a crash) already holds; predictions.json is assembled from it",
+    )
     p.add_argument("--heatmaps", action="store_true", help="also write a per-joint heatmap grid")
     p.add_argument("--tags", action="store_true", help="also write a tag-embedding plot")
     p.add_argument("--smooth", action="store_true", help="video: One-Euro smoothing per person")
@@ -151,7 +158,7 @@ def build_predictor(args: argparse.Namespace, overrides: list[str]):
 def _options(args: argparse.Namespace) -> PredictOptions:
     return PredictOptions(
         args.person_threshold, args.joint_threshold, args.limb_ratio, args.heatmaps, args.tags,
-        args.smooth, args.max_frames, args.batch_frames, args.ground_truth,
+        args.smooth, args.max_frames, args.batch_frames, args.ground_truth, args.resume,
     )  # fmt: skip
 
 
@@ -350,46 +357,58 @@ def _images(
 ) -> int:
     import cv2
 
+    from hrpose.evaluation.prediction_log import PredictionLog
     from hrpose.progress import ProgressBar
     from hrpose.viz.draw import draw_people
 
-    rows: list[dict] = []
     failed: list[str] = []
     decoded = drawn = panels = 0
     thresholds = options.drawing()
     ids = image_ids(paths)
+    log = PredictionLog(out / "predictions.jsonl", resume=options.resume)
+    todo = [(n, p) for n, p in enumerate(paths) if p.name not in log]
+    if len(todo) < len(paths):
+        print(f"--resume: {len(paths) - len(todo)} image(s) already done in {log.path}")
     # a bar on a terminal; in a log nothing until the summary line below (no redraws)
-    bar = ProgressBar(len(paths), "predicting", "img", enabled=len(paths) > 1, summary=False)
-    for n, path in enumerate(paths):
-        bar.update()
-        try:
-            image = read_image(path)
-        except ImageReadError as e:
-            failed.append(str(e))
-            print(f"skipped {e}", file=sys.stderr)
-            continue
-        pred = predictor.predict(image)
-        pose = draw_people(image, pred.people, predictor.spec, **thresholds)
-        cv2.imwrite(str(out / f"{path.stem}_pose.jpg"), pose[:, :, ::-1])
-        if gt is not None and path.name in gt:
-            panel = _panel(image, pred.people, gt[path.name], predictor.spec, options)
-            cv2.imwrite(str(out / f"{path.stem}_vs_gt.jpg"), panel[:, :, ::-1])
-            panels += 1
-        _extras(pred, image, path.stem, out, options, predictor.spec)
-        rows += _results(pred.people, path.name, ids[n])
-        decoded += len(pred.people)
-        shown = _count(pred.people, predictor.spec, options)
-        drawn += shown
-        if len(paths) == 1:
-            print(f"{path.name}: {len(pred.people)} people decoded, {shown} drawn")
-    bar.close()
-    (out / "predictions.json").write_text(json.dumps(rows))
-    done = len(paths) - len(failed)
+    bar = ProgressBar(len(todo), "predicting", "img", enabled=len(todo) > 1, summary=False)
+    try:
+        for n, path in todo:
+            bar.update()
+            try:
+                image = read_image(path)
+            except ImageReadError as e:
+                failed.append(str(e))
+                print(f"skipped {e}", file=sys.stderr)
+                continue
+            pred = predictor.predict(image)
+            pose = draw_people(image, pred.people, predictor.spec, **thresholds)
+            cv2.imwrite(str(out / f"{path.stem}_pose.jpg"), pose[:, :, ::-1])
+            if gt is not None and path.name in gt:
+                panel = _panel(image, pred.people, gt[path.name], predictor.spec, options)
+                cv2.imwrite(str(out / f"{path.stem}_vs_gt.jpg"), panel[:, :, ::-1])
+                panels += 1
+            _extras(pred, image, path.stem, out, options, predictor.spec)
+            log.add(path.name, _results(pred.people, path.name, ids[n]))
+            decoded += len(pred.people)
+            shown = _count(pred.people, predictor.spec, options)
+            drawn += shown
+            if len(paths) == 1:
+                print(f"{path.name}: {len(pred.people)} people decoded, {shown} drawn")
+    except KeyboardInterrupt:
+        print(f"stopped by Ctrl-C: {len(log.done)} of {len(paths)} image(s) done are kept in "
+              f"{log.path}; rerun the same command with --resume to finish", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+        log.close()
+        kept = log.rows([p.name for p in paths])
+        (out / "predictions.json").write_text(json.dumps(kept))
+    done = len(todo) - len(failed)
     extra = f", {panels} prediction | ground truth panels *_vs_gt.jpg" if gt is not None else ""
     print(
         f"{done} image(s) -> {out}: {decoded} people decoded, {drawn} drawn (score >= "
         f"{options.person_threshold}, joints >= {options.joint_threshold}) on *_pose.jpg{extra}; "
-        f"predictions.json keeps all {decoded}"
+        f"predictions.json keeps all {len(kept)}"
     )
     if failed:
         print(f"{len(failed)} failed:\n  " + "\n  ".join(failed), file=sys.stderr)
