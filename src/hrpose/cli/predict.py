@@ -395,8 +395,11 @@ def _images(
             if len(paths) == 1:
                 print(f"{path.name}: {len(pred.people)} people decoded, {shown} drawn")
     except KeyboardInterrupt:
-        print(f"stopped by Ctrl-C: {len(log.done)} of {len(paths)} image(s) done are kept in "
-              f"{log.path}; rerun the same command with --resume to finish", file=sys.stderr)
+        print(
+            f"stopped by Ctrl-C: {len(log.done)} of {len(paths)} image(s) done are kept in "
+            f"{log.path}; rerun the same command with --resume to finish",
+            file=sys.stderr,
+        )
         return 130
     finally:
         bar.close()
