@@ -193,3 +193,24 @@ def test_training_skips_names_and_stops_on_bad_files(coco_mini, tmp_path, caplog
     err = capsys.readouterr().err
     assert "max_bad_fraction=0" in err and ("truncated" in err or str(truncated) in err)
     assert str(truncated) in err or str(missing) in err
+
+
+def test_counts_agree_across_ranks(tmp_path) -> None:
+    """Two gloo ranks: the files each met are known to both, counted once, and both stop at
+    the step where one rank alone meets the file over the limit (no rank left waiting)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).with_name("ddp_bad_samples.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           str(script)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(x[7:]) for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    assert sorted(r["rank"] for r in results) == [0, 1]
+    for r in results:
+        assert r["files"] == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"] and r["stopped"] == 4, r
+        assert "4 unreadable" in r["message"] and "d.jpg" in r["message"]
