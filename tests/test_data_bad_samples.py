@@ -214,3 +214,54 @@ def test_counts_agree_across_ranks(tmp_path) -> None:
     for r in results:
         assert r["files"] == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"] and r["stopped"] == 4, r
         assert "4 unreadable" in r["message"] and "d.jpg" in r["message"]
+
+
+def test_resume_with_bad_files_is_exact(coco_mini, tmp_path) -> None:
+    """On the broken copy, a run stopped by SIGTERM after step 3 and resumed (with 2 workers)
+    gives the straight run's per-step losses: the replacements do not depend on the history."""
+    import os
+    import signal
+
+    from hrpose.cli.train import fit_settings, pose_task
+    from hrpose.config import PoseTrainConfig
+    from hrpose.config.load import load_config
+    from hrpose.engine.loop import fit
+
+    torch.set_num_threads(1)
+    broken_coco_mini(coco_mini, tmp_path / "broken")
+
+    def run(results: Path, losses: list[float], *extra: str, kill_at: int | None = None):
+        split = [f"--dataloader.{s}.root={tmp_path / 'broken'}" for s in ("train_ds", "val_ds")]
+        cfg = load_config(PoseTrainConfig, CONFIG, [
+            *split, f"--setup.results_dir={results}", "--setup.run_name=r", "--setup.seed=3",
+            "--model.width=8", "--data.input_size=64", "--data.augment=True", "--data.repeat=2",
+            "--dataloader.batch_size=2", "--dataloader.shuffle=True", "--trainer.max_epochs=1",
+            "--trainer.val_every=0", "--trainer.progress=False", "--tracking.mlflow=False",
+            "--tracking.log_images=False", "--data.max_bad_fraction=0.5", *extra,
+        ])  # fmt: skip
+
+        def build(device, info):
+            parts = pose_task(cfg, device, info)
+            inner = parts.train_step
+
+            def step(m, batch, ctx):
+                out = inner(m, batch, ctx)
+                losses.append(float(out.loss.detach()))
+                if kill_at is not None and len(losses) == kill_at:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return out
+
+            parts.train_step = step
+            return parts
+
+        return fit(fit_settings(cfg), build, "pose")
+
+    straight: list[float] = []
+    assert run(tmp_path / "a", straight).status == "FINISHED" and len(straight) == 4
+    first: list[float] = []
+    assert run(tmp_path / "b", first, kill_at=3).status == "KILLED"
+    last = tmp_path / "b" / "coco-mini" / "r" / "checkpoints" / "last.pt"
+    rest: list[float] = []
+    resumed = run(tmp_path / "b", rest, f"--setup.ckpt_path={last}",
+                  "--dataloader.num_workers=2")  # fmt: skip
+    assert resumed.status == "FINISHED" and first + rest == straight
