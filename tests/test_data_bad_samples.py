@@ -265,3 +265,50 @@ def test_resume_with_bad_files_is_exact(coco_mini, tmp_path) -> None:
     resumed = run(tmp_path / "b", rest, f"--setup.ckpt_path={last}",
                   "--dataloader.num_workers=2")  # fmt: skip
     assert resumed.status == "FINISHED" and first + rest == straight
+
+
+def test_classifier_task_counts_bad_training_and_validation_images(tmp_path, caplog) -> None:
+    """ImageNet layout with a truncated training JPEG and a missing-after-listing validation
+    one: training steps replace and count the first, validation leaves the second out."""
+    import cv2
+
+    from hrpose.cli.train import classifier_task
+    from hrpose.config import ClassifierTrainConfig
+    from hrpose.config.load import load_config
+    from hrpose.engine.distributed import DistInfo
+    from hrpose.engine.loop import StepContext, evaluate
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 3)):
+        for wnid in ("n0", "n1"):
+            (tmp_path / split / wnid).mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 255, (40, 40, 3)).astype(np.uint8)
+                cv2.imwrite(str(tmp_path / split / wnid / f"{i}.JPEG"), img)
+    cut = tmp_path / "train" / "n1" / "2.JPEG"
+    cut.write_bytes(cut.read_bytes()[:-200])
+    args = [f"--dataloader.{s}.root={tmp_path}" for s in ("train_ds", "val_ds")]
+    cfg = load_config(ClassifierTrainConfig, None, [
+        *args, "--model.num_classes=2", "--model.width=8", "--data.input_size=32",
+        "--data.resize_size=36", "--dataloader.batch_size=4", "--dataloader.num_workers=0",
+        "--data.max_bad_fraction=0.2",
+    ])  # fmt: skip
+    cpu, ctx = torch.device("cpu"), StepContext(torch.device("cpu"))
+    parts = classifier_task(cfg, cpu, DistInfo())
+    gone = tmp_path / "val" / "n0" / "1.JPEG"
+    gone.unlink()  # listed by the folder scan, then gone (a lost mount, a cleanup)
+    with caplog.at_level(logging.WARNING):
+        batches = list(parts.train_loader)
+        assert [f for b in batches for f in b.skipped] == [str(cut)]
+        for batch in batches:
+            assert len(parts.train_step(parts.model, batch, ctx).loss.shape) == 0
+        metrics = evaluate(parts.validate, parts.model, ctx)
+    assert metrics["bad_images"] == 1.0 and 0.0 <= metrics["top1"] <= 100.0
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert str(cut) in logged and str(gone) in logged
+    cfg.data.max_bad_fraction = 0.0
+    strict = classifier_task(cfg, cpu, DistInfo())
+    with pytest.raises(TooManyBadSamples, match="2.JPEG"):
+        for batch in strict.train_loader:
+            strict.train_step(strict.model, batch, ctx)

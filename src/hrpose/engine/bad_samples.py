@@ -16,7 +16,7 @@ count starts again (the files are met again and named again).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from hrpose.engine import distributed as dist_utils
 from hrpose.engine.task import TrainingStopped
@@ -82,3 +82,22 @@ class BadSampleCounter:
             f"{more}. Restore or re-download them (hrpose prepare reports incomplete folders), "
             "remove their annotations, or raise --data.max_bad_fraction"
         )
+
+
+def report_validation(
+    unreadable: Collection[str], named: dict[str, None], total: int
+) -> dict[str, float]:
+    """Log validation's unreadable files (each named once per run, the count every time) and
+    give the ``bad_images`` metric: ``{}`` when there are none (metrics.csv gains the column
+    when they appear). ``named`` holds the files already named; call it on rank 0 only."""
+    if not unreadable:
+        return {}
+    new = sorted(set(unreadable) - named.keys())
+    for f in new[:LISTED]:
+        log.warning("unreadable validation image left out (named once): %s", f)
+    if len(new) > LISTED:
+        log.warning("... and %d more unreadable validation images", len(new) - LISTED)
+    named.update(dict.fromkeys(new))
+    log.warning("validation: %d of %d images unreadable, left out of the metrics",
+                len(unreadable), total)  # fmt: skip
+    return {"bad_images": float(len(unreadable))}

@@ -7,18 +7,15 @@ loader replaces them, the validation loader drops them; validation reports ``bad
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from torch import nn
 
 from hrpose.data.loaders import SampleBatch
 from hrpose.engine import distributed as dist_utils
-from hrpose.engine.bad_samples import LISTED, BadSampleCounter
+from hrpose.engine.bad_samples import BadSampleCounter, report_validation
 from hrpose.engine.loop import StepContext, StepOutput, TaskParts
 from hrpose.evaluation.classification import TopkAccuracy
-
-log = logging.getLogger(__name__)
 
 
 def build_classifier_task(
@@ -63,17 +60,14 @@ def build_classifier_task(
                     continue
             images, labels = ctx.to_device(batch)
             acc.update(m(images).float(), labels)
-        hits = dist_utils.reduce_sum({**acc.hits, "count": acc.count, "bad": len(skipped)})
-        count, n_bad = max(hits.pop("count"), 1), int(hits.pop("bad"))
-        metrics = {k: 100.0 * v / count for k, v in hits.items()}
-        if n_bad:
-            names = sorted({f for part in dist_utils.gather_objects(skipped) for f in part})  # type: ignore[attr-defined]
-            new = [f for f in names if f not in val_named]
-            val_named.update(dict.fromkeys(new))
+        counts = {"count": acc.count, "bad": len(skipped)}
+        hits = dist_utils.reduce_sum({**acc.hits, **counts})
+        n_bad, seen = int(hits.pop("bad")), hits.pop("count")
+        metrics = {k: 100.0 * v / max(seen, 1) for k, v in hits.items()}
+        if n_bad:  # the same on every rank: all gather, or none
+            names = {f for part in dist_utils.gather_objects(skipped) for f in part}  # type: ignore[attr-defined]
             if dist_utils.is_main():
-                for f in new[:LISTED]:
-                    log.warning("unreadable validation image left out (named once): %s", f)
-                log.warning("validation: %d images unreadable, left out of top-k", n_bad)
+                report_validation(names, val_named, int(seen) + n_bad)
             metrics["bad_images"] = float(n_bad)
         return metrics
 

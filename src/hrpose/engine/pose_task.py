@@ -10,7 +10,6 @@ and reports their number as ``bad_images``.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import torch
 from hrpose.data.coco import UnreadableSample, read_image_rgb
 from hrpose.data.loaders import SampleBatch
 from hrpose.engine import distributed as dist_utils
-from hrpose.engine.bad_samples import LISTED, BadSampleCounter
+from hrpose.engine.bad_samples import BadSampleCounter, report_validation
 from hrpose.engine.loop import StepContext, StepOutput, TaskParts
 from hrpose.evaluation.coco_eval import evaluate_keypoints
 from hrpose.evaluation.pose import image_list, predict_images
@@ -30,8 +29,6 @@ from hrpose.normalization import normalize_batch
 from hrpose.predict import Predictor
 from hrpose.record import ModelRecord
 from hrpose.viz.draw import draw_people, heatmap_grid, tag_plot
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,7 +97,7 @@ def build_pose_task(
             ids = [i for i, name in images if str(validation.images_dir / name) not in unreadable]  # type: ignore[union-attr]
             if ids:
                 stats, _ = evaluate_keypoints(results, validation.annotation_file, image_ids=ids)  # type: ignore[union-attr]
-            stats.update(_report_bad(unreadable, val_bad, len(images)))
+            stats.update(report_validation(unreadable, val_bad, len(images)))
         return dict(dist_utils.broadcast_object(stats))  # type: ignore[arg-type]
 
     def val_images(m: torch.nn.Module, ctx: StepContext) -> dict[str, np.ndarray]:
@@ -145,19 +142,3 @@ def validation_pictures(
         out[f"{stem}_heatmaps"] = heatmap_grid(image, heat, names, transform=pred.transform)
         out[f"{stem}_tags"] = tag_plot(pred.people, names)
     return out
-
-
-def _report_bad(unreadable: set[str], named: dict[str, None], total: int) -> dict[str, float]:
-    """Log validation's unreadable files (each name once per run, a count every time) and the
-    ``bad_images`` metric (only when there are some: metrics.csv gains the column then)."""
-    if not unreadable:
-        return {}
-    new = sorted(unreadable - named.keys())
-    for f in new[:LISTED]:
-        log.warning("unreadable validation image left out of the AP (named once): %s", f)
-    if len(new) > LISTED:
-        log.warning("... and %d more unreadable validation images", len(new) - LISTED)
-    named.update(dict.fromkeys(new))
-    log.warning("validation: %d of %d images unreadable, left out of the AP", len(unreadable),
-                total)  # fmt: skip
-    return {"bad_images": float(len(unreadable))}
