@@ -150,8 +150,6 @@ def download(
         try:
             _fetch(url, part, expected_size, progress, chunk, timeout)
             break
-        except NoSpaceError:
-            raise
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
             if _is_no_space(e):
                 raise no_space_error(url, part.parent, _still_needed(part, expected_size),
