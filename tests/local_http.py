@@ -1,5 +1,6 @@
 """A file server on 127.0.0.1 for download tests: Range requests, a connection cut half way,
-servers that ignore Range, and a log of what was asked. Never reaches the internet."""
+servers that ignore Range, answers of 503 for a while, and a log of what was asked. Never
+reaches the internet."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
     break_once: set[str] = set()  # paths whose first full response stops half way
     ignore_range: set[str] = set()  # paths answered in full (200) even to a Range request
+    unavailable: dict[str, int] = {}  # path -> how many more requests get 503 first
     log: list[tuple[str, str | None]] = []
 
     def do_GET(self) -> None:  # noqa: N802
@@ -21,6 +23,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.log.append((self.path, rng))
         if data is None:
             self.send_error(404)
+            return
+        if self.unavailable.get(self.path, 0) > 0:
+            self.unavailable[self.path] -= 1
+            self.send_error(503)
             return
         start = 0
         if rng and self.path not in self.ignore_range:
@@ -52,6 +58,7 @@ class LocalServer:
 
     def __init__(self) -> None:
         Handler.files, Handler.break_once, Handler.ignore_range, Handler.log = {}, set(), set(), []
+        Handler.unavailable = {}
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.handler = Handler

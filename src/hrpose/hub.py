@@ -23,10 +23,15 @@ from hrpose.models.weights import WeightsError
 from hrpose.prepare.download import (
     ChecksumError,
     DownloadError,
+    RetryPolicy,
     download,
     file_problem,
     sha256_from_name,
 )
+
+# A first use on an offline machine should fail in seconds, not after the minutes of back-off
+# that dataset downloads (hrpose prepare) wait: about 1.5 s in all.
+WEIGHTS_RETRY = RetryPolicy(attempts=5, first_delay_s=0.1, max_delay_s=0.8)
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,8 @@ def resolve_weights(weights: str | Path, *, progress: bool = True, quiet: bool =
             file=sys.stderr,
         )
     try:
-        return download(url, dest, sha256=sha256, progress=progress and not quiet)
+        return download(url, dest, sha256=sha256, progress=progress and not quiet,
+                        retry=WEIGHTS_RETRY)  # fmt: skip
     except ChecksumError:
         raise
     except DownloadError as e:

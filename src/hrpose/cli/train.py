@@ -123,6 +123,7 @@ def pose_task(cfg: PoseTrainConfig, device: Any, info: Any) -> Any:
         train_set, dl.batch_size, shuffle=dl.shuffle, num_workers=dl.num_workers,
         pin_memory=dl.pin_memory and device.type == "cuda", seed=cfg.setup.seed,
         collate_fn=None if d.augment else pad_collate,  # test geometry: sizes differ per image
+        bad_samples="replace",
     )  # fmt: skip
     lc = cfg.loss
     loss_fn = HigherHRNetLoss(spec.num_joints, lc.heatmap_weights, lc.push_weights,
@@ -134,7 +135,8 @@ def pose_task(cfg: PoseTrainConfig, device: Any, info: Any) -> Any:
                                 pictures)  # fmt: skip
     model = HigherHRNet(cfg.model.width, cfg.model.num_joints)
     record = record_from_training_config(to_dict(cfg), spec)
-    return build_pose_task(model, loader, loss_fn, record, validation, info)
+    return build_pose_task(model, loader, loss_fn, record, validation, info,
+                           d.max_bad_fraction, num_files=len(dataset))  # fmt: skip
 
 
 def classifier_task(cfg: ClassifierTrainConfig, device: Any, info: Any) -> Any:
@@ -155,19 +157,19 @@ def classifier_task(cfg: ClassifierTrainConfig, device: Any, info: Any) -> Any:
         )
     pin = dl.pin_memory and device.type == "cuda"
     loader = build_loader(train, dl.batch_size, shuffle=dl.shuffle, num_workers=dl.num_workers,
-                          pin_memory=pin, seed=cfg.setup.seed)  # fmt: skip
+                          pin_memory=pin, seed=cfg.setup.seed, bad_samples="replace")  # fmt: skip
     val_dir = Path(va.root) / va.split
     val_loader = None
     if val_dir.is_dir():
         val = ImageFolder(val_dir, ValTransform(d.input_size, d.resize_size))
         val_loader = build_loader(
             val, dl.val_batch_size or dl.batch_size, shuffle=False,
-            num_workers=dl.num_workers, pin_memory=pin, pad=False,
+            num_workers=dl.num_workers, pin_memory=pin, pad=False, bad_samples="drop",
         )  # fmt: skip
     model = HRNetClassifier(cfg.model.width, cfg.model.num_classes)
     names = class_names(tr.root, train.classes)
     return build_classifier_task(model, loader, val_loader, train.classes, names,
-                                 cfg.trainer.limit_val_batches)  # fmt: skip
+                                 cfg.trainer.limit_val_batches, d.max_bad_fraction)  # fmt: skip
 
 
 def train_task(task: str, cfg: PoseTrainConfig | ClassifierTrainConfig) -> Any:

@@ -101,8 +101,13 @@ class DataConfig:
     augment: bool = True
     """Random affine + flip; False = the test-time geometry (resized whole image, mirrored at
     random; batches padded to a common size): tiny overfit runs evaluated the same way."""
+    max_bad_fraction: float = 0.001
+    """Unreadable (missing, corrupt, truncated) training images tolerated, as a fraction of the
+    training set's files: each is skipped, replaced and named in the log; past it training stops
+    listing them. 0 = stop at the first."""
 
     def __post_init__(self) -> None:
+        _check(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction must be in [0, 1]")
         _check(self.input_size % 32 == 0, "data.input_size must be a multiple of 32")
         _check(0 < self.min_scale <= self.max_scale, "need 0 < data.min_scale <= data.max_scale")
         _check(0.0 <= self.flip <= 1.0, "data.flip is a probability in [0, 1]")
@@ -121,8 +126,13 @@ class ClsDataConfig:
     """Smallest crop area fraction of RandomResizedCrop."""
     flip: float = 0.5
     """Probability of a horizontal flip."""
+    max_bad_fraction: float = 0.001
+    """Unreadable (missing, corrupt, truncated) training images tolerated, as a fraction of the
+    training set's files: each is skipped, replaced and named in the log; past it training stops
+    listing them. 0 = stop at the first."""
 
     def __post_init__(self) -> None:
+        _check(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction must be in [0, 1]")
         _check(self.resize_size >= self.input_size, "need data.resize_size >= data.input_size")
         _check(0.0 < self.min_area <= 1.0, "data.min_area must be in (0, 1]")
 

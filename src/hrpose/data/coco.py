@@ -30,6 +30,18 @@ class DatasetError(RuntimeError):
     """A dataset file that is missing or unreadable; the message names it and the fix."""
 
 
+class UnreadableSample(DatasetError):
+    """One sample's image is missing, unreadable or truncated; ``path`` names the file. A loader
+    built with ``bad_samples="replace"`` or ``"drop"`` skips it (:mod:`hrpose.data.loaders`)."""
+
+    def __init__(self, message: str, path: str | Path) -> None:
+        super().__init__(message)
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple:
+        return type(self), (str(self), self.path)
+
+
 @dataclass
 class PoseSample:
     """One annotated image before augmentation."""
@@ -52,11 +64,11 @@ def coco_paths(root: str | Path, split: str, ann_file: str | None = None,
 
 def read_image_rgb(path: str | Path) -> np.ndarray:
     """:func:`hrpose.data.images.read_image` (EXIF orientation ignored: COCO annotations use raw
-    pixels) with its problems raised as :class:`DatasetError`, the dataset's error."""
+    pixels) with its problems raised as :class:`UnreadableSample`, a :class:`DatasetError`."""
     try:
         return read_image(path)
     except ImageReadError as e:
-        raise DatasetError(f"image file missing, unreadable or corrupt: {e}") from None
+        raise UnreadableSample(f"image file missing, unreadable or corrupt: {e}", path) from None
 
 
 class CocoKeypoints:

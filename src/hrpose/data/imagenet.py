@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hrpose.data.coco import DatasetError
+from hrpose.data.coco import DatasetError, UnreadableSample
 from hrpose.data.images import IMAGE_SUFFIXES, ImageReadError, read_image_pil
 from hrpose.normalization import normalize_image
 
@@ -29,11 +29,11 @@ Box = tuple[int, int, int, int]  # (top, left, height, width) in pixels, torchvi
 
 def read_pil_rgb(path: str | Path) -> Image.Image:
     """:func:`hrpose.data.images.read_image_pil` (torchvision ImageFolder's Pillow loader, EXIF
-    orientation ignored) with its problems raised as :class:`DatasetError`."""
+    orientation ignored) with its problems raised as :class:`UnreadableSample`."""
     try:
         return read_image_pil(path)
     except ImageReadError as e:
-        raise DatasetError(f"image file missing, unreadable or corrupt: {e}") from None
+        raise UnreadableSample(f"image file missing, unreadable or corrupt: {e}", path) from None
 
 
 class ImageFolder:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hrpose.data.coco import read_image_rgb
+from hrpose.data.coco import UnreadableSample, read_image_rgb
 from hrpose.evaluation.coco_results import people_to_coco
 from hrpose.progress import progress as bar
 from hrpose.structures import People
@@ -25,12 +25,21 @@ def image_list(annotation_file: str | Path) -> list[tuple[int, str]]:
 
 def predict_images(
     predict: Callable, images: Sequence[tuple[int, str]], images_dir: str | Path,
-    progress: bool = False,
+    progress: bool = False, skipped: list[str] | None = None,
 ) -> list[dict]:  # fmt: skip
-    """COCO results of ``predict(rgb) -> People`` over (id, file name) images."""
+    """COCO results of ``predict(rgb) -> People`` over (id, file name) images. An unreadable
+    image raises :class:`UnreadableSample`, or, given a ``skipped`` list, is appended to it and
+    left out (training's validation counts them)."""
     results: list[dict] = []
     for image_id, name in bar(images, "evaluating", "img", enabled=progress):
-        people: People = predict(read_image_rgb(Path(images_dir) / name))
+        try:
+            image = read_image_rgb(Path(images_dir) / name)
+        except UnreadableSample as e:
+            if skipped is None:
+                raise
+            skipped.append(e.path)
+            continue
+        people: People = predict(image)
         results += people_to_coco(people, image_id)
     return results
 
