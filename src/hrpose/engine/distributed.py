@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Mapping
+import pickle
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+class PeerFailed(RuntimeError):
+    """Another rank failed during setup; its message, as this rank can tell it."""
 
 
 @dataclass(frozen=True)
@@ -149,3 +157,52 @@ def gather_objects(obj: object) -> list[object]:
     out: list[object] = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def _portable(error: Exception) -> Exception:
+    """``error`` itself when it survives pickling (the same type and message on every rank)."""
+    try:
+        return pickle.loads(pickle.dumps(error))
+    except Exception:
+        return PeerFailed(f"{type(error).__name__}: {error}")
+
+
+def _agree(error: Exception | None, value: object) -> object:
+    """Every rank says whether its part failed (one all-gather); any failure raises on all
+    ranks: the failed rank its own error, the others a copy of the first failure."""
+    if world_size() == 1:
+        if error is not None:
+            raise error
+        return value
+    said: list[object] = [None] * world_size()
+    dist.all_gather_object(said, (None if error is None else _portable(error), value))
+    for rank, (failure, _) in enumerate(said):  # type: ignore[misc]
+        if failure is not None:
+            if error is not None:
+                raise error
+            failure.add_note(f"(raised on rank {rank}; rank {dist.get_rank()} stops with it)")
+            raise failure
+    return said[0][1]  # type: ignore[index]
+
+
+def main_decides(fn: Callable[[], T]) -> T:
+    """``fn()`` run on rank 0 only, its value on every rank; if it raises, every rank raises
+    within one collective, instead of the others waiting in a broadcast until the timeout."""
+    if not is_main():
+        return _agree(None, None)  # type: ignore[return-value]
+    try:
+        value = fn()
+    except Exception as e:
+        return _agree(e, None)  # type: ignore[return-value]
+    return _agree(None, value)  # type: ignore[return-value]
+
+
+def all_succeed(fn: Callable[[], T]) -> T:
+    """``fn()`` on every rank, its own value; if it raises on any rank, every rank raises."""
+    try:
+        value = fn()
+    except Exception as e:
+        _agree(e, None)
+        raise  # unreachable: _agree raises
+    _agree(None, None)
+    return value
