@@ -75,13 +75,22 @@ def init_distributed(use_ddp: bool, device: torch.device, timeout_s: int = 600) 
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
     else:
         backend = "gloo"
-    dist.init_process_group(
-        backend,
-        rank=info.rank,
-        world_size=info.world_size,
-        timeout=datetime.timedelta(seconds=timeout_s),
-    )
+    timeout = datetime.timedelta(seconds=timeout_s)
+    dist.init_process_group(backend, store=_attempt_store(info, timeout), rank=info.rank,
+                            world_size=info.world_size, timeout=timeout)  # fmt: skip
     return info
+
+
+def _attempt_store(info: DistInfo, timeout: datetime.timedelta) -> dist.Store | None:
+    """The rendezvous store of a torchrun restart, its keys prefixed by the attempt; None on a
+    first attempt (env:// as usual). torchrun's agent keeps one store across restarts and the
+    workers' keys are not per attempt, so a restarted rank may read the address a dead rank
+    published and fail with "connection refused" (seen here on gloo about 3 restarts in 4)."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if attempt in ("", "0"):
+        return None
+    store, _, _ = next(dist.rendezvous("env://", info.rank, info.world_size, timeout=timeout))
+    return dist.PrefixStore(f"hrpose/attempt_{attempt}", store)
 
 
 def cleanup() -> None:
