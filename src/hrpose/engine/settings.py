@@ -97,7 +97,7 @@ class TrainerSettings:
     0.148 s = 9.9 min. A slower GPU takes proportionally longer: lower N to lose less."""
     keep_checkpoints: int = 3
     """Keep the newest N step checkpoints (checkpoints/step-*.pt, each with a .json sidecar of
-    its size and SHA-256); best.pt is kept apart. W32 with Adam is about 345 MB a file."""
+    its size and SHA-256); best.pt is kept apart. W32 with Adam: about 330 MiB a file."""
     max_bad_steps: int = 5
     """Skip a step whose loss is NaN/inf (no optimizer or scaler update); stop after N such
     steps in a row, keeping the last good checkpoint."""
