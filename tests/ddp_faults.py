@@ -1,7 +1,8 @@
 """Run by tests/test_engine_ddp_faults.py under torchrun: a toy task on gloo whose faults are real.
 
 argv: results_dir, then overrides. Env: TOY_KILL_RANK / TOY_KILL_AT (that rank SIGKILLs itself
-before its TOY_KILL_AT-th step, on torchrun's first attempt only). Every step appends its loss
+before its TOY_KILL_AT-th step, on torchrun's first attempt only); TOY_NAN_RANK (that rank's
+3rd loss is NaN). Every step appends its loss
 (repr, exact) to <results_dir>/losses-rank<R>.txt, a line "attempt loss".
 """
 
@@ -40,6 +41,8 @@ def build(device, info):
             os.kill(os.getpid(), signal.SIGKILL)  # a real crash: no handler, no cleanup
         xb, yb = ctx.to_device(batch)
         loss = nn.functional.cross_entropy(m(xb), yb)
+        if os.environ.get("TOY_NAN_RANK") == str(info.rank) and calls["n"] == 3:
+            loss = loss * float("nan")  # this rank alone: every rank must skip the step
         with log.open("a") as f:
             f.write(f"{attempt} {float(loss.detach())!r}\n")
         return StepOutput(loss, {}, len(xb))

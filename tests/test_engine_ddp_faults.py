@@ -72,3 +72,15 @@ def test_existing_run_folder_stops_both_ranks_at_once(tmp_path) -> None:
     assert again.returncode != 0 and elapsed < 30, elapsed
     for rank in (0, 1):
         assert f"rank {rank} stopped: {tmp_path}/classifier/r already holds a run" in again.stdout
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_on_one_rank_is_skipped_on_all(tmp_path) -> None:
+    """Rank 1's 3rd loss is NaN: both ranks skip that step (rank 0's loss was finite), the
+    job goes on in step (DDP takes a forward without a backward) and finishes."""
+    proc = _torchrun(tmp_path, "--setup.run_name=r", env={"TOY_NAN_RANK": "1"})
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    rows = (tmp_path / "classifier" / "r" / "metrics.csv").read_text().splitlines()
+    epoch1 = dict(zip(rows[0].split(","), rows[1].split(","), strict=True))
+    assert epoch1["skipped_steps"] == "1.0" and float(epoch1["train/loss"]) > 0
+    assert [len(_losses(tmp_path, rank)) for rank in (0, 1)] == [16, 16]

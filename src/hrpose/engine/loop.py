@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from hrpose.data.loaders import EpochSampler
 from hrpose.engine import distributed as dist_utils
@@ -130,12 +129,9 @@ def _values(loss: torch.Tensor, out: StepOutput) -> dict[str, float]:
 
 
 def skip_step(model: nn.Module, progress: Progress) -> None:
-    """Drop a step whose loss is not finite. Under DDP a zero backward completes the gradient
-    reduction its forward began (the next forward fails otherwise); gradients are cleared."""
-    if isinstance(model, DistributedDataParallel):
-        zero = sum(p.sum() * 0 for p in model.parameters() if p.requires_grad)
-        zero.backward()  # type: ignore[union-attr]
-        model.zero_grad(set_to_none=True)
+    """Drop a step whose loss is not finite: no backward, no update. DDP (built without
+    find_unused_parameters) accepts a forward without a backward; every rank skips alike."""
+    model.zero_grad(set_to_none=True)
     progress.skip()
 
 
