@@ -252,12 +252,13 @@ class Run:
             if self.main and parts.val_images and self.s.tracking.log_images:
                 render = functools.partial(evaluate, parts.val_images, self.model, self.ctx)
                 run_files.save_val_pictures(self.run_dir, p.epoch + 1, render, self.tracker)
-        improved = False
+        improved, saving = False, not p.bad_in_row  # no checkpoint while the loss is not finite
         value = metrics.get(parts.best_metric)
-        if value is not None and math.isfinite(value) and (self.best is None or value > self.best):
+        if (saving and value is not None and math.isfinite(value)
+                and (self.best is None or value > self.best)):  # fmt: skip
             self.best, improved = value, True
         p.next_epoch()
-        if not p.bad_in_row:  # no checkpoint while the loss is not finite
+        if saving:
             self._save(metrics, best=improved)
         if self.main:
             assert self.files is not None
