@@ -125,6 +125,8 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous(tmp_path, capsys
     said = capsys.readouterr().out
     assert f"checkpoint {newest} is not usable: 100 bytes, its sidecar says" in said
     assert "resuming at epoch 2" in said and rest == straight[4:]
+    assert "set step-00000008.pt aside as step-00000008.pt.abandoned" in said
+    assert check(newest) is None  # written again by the resumed run
 
 
 def test_resume_auto_with_all_checkpoints_broken_stops(tmp_path) -> None:

@@ -56,14 +56,14 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if _is_disk_full(e):
-            raise DiskFull(_disk_full_message(path, state)) from e
+        if is_disk_full(e):
+            raise DiskFull(disk_full_message(path, state)) from e
         raise
     return path
 
 
-def _is_disk_full(e: BaseException) -> bool:
-    """ENOSPC (or a quota's EDQUOT), raised directly or wrapped by torch's zip writer."""
+def is_disk_full(e: BaseException) -> bool:
+    """Whether ``e`` is ENOSPC or EDQUOT, raised directly or wrapped by torch's zip writer."""
     while e is not None:
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
@@ -73,7 +73,8 @@ def _is_disk_full(e: BaseException) -> bool:
     return False
 
 
-def _disk_full_message(path: Path, state: dict[str, Any]) -> str:
+def disk_full_message(path: Path, state: dict[str, Any]) -> str:
+    """What a full disk stopped: the file, its folder, the size needed and the space free."""
     need = state_nbytes(state)
     free = shutil.disk_usage(path.parent).free
     return (

@@ -24,7 +24,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hrpose.engine.checkpoint import TEMP_SUFFIX, load_checkpoint, save_checkpoint
+from hrpose.engine.checkpoint import (
+    TEMP_SUFFIX,
+    disk_full_message,
+    is_disk_full,
+    load_checkpoint,
+    save_checkpoint,
+)
+from hrpose.engine.task import DiskFull
 
 log = logging.getLogger("hrpose.train")
 
@@ -106,8 +113,25 @@ class CheckpointFolder:
         meta = {"file": path.name, "size": path.stat().st_size, "sha256": sha256_of(path),
                 "step": state.get("step"), "epoch": state.get("epoch"),
                 "batch": state.get("epoch_batches"), "best": state.get("best")}  # fmt: skip
-        _write_json(sidecar_of(path), meta)
+        try:
+            _write_json(sidecar_of(path), meta)
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            path.unlink(missing_ok=True)  # uncommitted: give its space back
+            sidecar_of(path).unlink(missing_ok=True)
+            raise DiskFull(disk_full_message(path, state)) from e
         return path
+
+    def set_aside_after(self, step: int) -> None:
+        """Rename step files past ``step`` (a resume from an earlier one abandons them) so that
+        neither resume=auto nor the rotation takes them for this run's newest."""
+        for path in self.step_files():
+            if int(_STEP_FILE.fullmatch(path.name).group(1)) > step:  # type: ignore[union-attr]
+                for p in (path, sidecar_of(path)):
+                    if p.exists():
+                        p.rename(p.with_name(p.name + ".abandoned"))
+                print(f"resuming at step {step}: set {path.name} aside as {path.name}.abandoned")
 
     def _link_last(self, path: Path) -> None:
         tmp = self.folder / f".last.pt{TEMP_SUFFIX}"

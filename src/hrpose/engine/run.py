@@ -95,6 +95,7 @@ class Run:
                                                   self.opt.scaler)  # fmt: skip
             # best.pt's own record wins: it is written first, so it may be one epoch ahead
             self.best = dist_utils.main_decides(lambda: self.ckpts.best_value(best))
+            dist_utils.main_decides(lambda: self.ckpts.set_aside_after(self.progress.step))
         self.train_model = wrap_model(self.model, device, info, sync_batchnorm=t.sync_batchnorm,
                                       use_compile=t.use_compile)  # fmt: skip
         self.tracker, self.files = NullTracker(), None
