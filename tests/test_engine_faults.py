@@ -4,6 +4,7 @@ losses, a full disk, an unwritable MLflow store."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import shutil
@@ -280,3 +281,34 @@ def test_best_pt_is_the_record_of_the_best_value(tmp_path, capsys) -> None:
     best.write_bytes(best.read_bytes()[:-1])
     assert folder.best_value(50.0) is None
     assert "best.pt in" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("--trainer.checkpoint_every_steps=-1", "checkpoint_every_steps must be >= 0"),
+     ("--trainer.keep_checkpoints=0", "keep_checkpoints must be >= 1"),
+     ("--trainer.max_bad_steps=0", "max_bad_steps must be >= 1"),
+     ("--setup.resume=yes", "setup.resume must be one of")],
+)  # fmt: skip
+def test_fault_settings_are_checked(tmp_path, override: str, message: str) -> None:
+    from hrpose.config.load import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match=message):
+        _config(tmp_path, override)
+
+
+def test_a_torchrun_restart_continues_only_its_own_run_folder(tmp_path, monkeypatch) -> None:
+    """A restarted job (TORCHELASTIC_RESTART_COUNT=1) resumes the folder its first attempt
+    opened, found by the job id even without a run_name; a folder that another job left is
+    refused as on a first attempt (a first attempt that failed on it must not take it over)."""
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")
+    fit(_config(tmp_path, "--trainer.max_epochs=1"), toy_builder([]), "classifier")
+    assert (tmp_path / "classifier" / "toy" / "torchelastic_run_id").read_text() == "job-a\n"
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    unnamed = _config(tmp_path, "--trainer.max_epochs=2")
+    unnamed = dataclasses.replace(unnamed, setup=dataclasses.replace(unnamed.setup, run_name=None))
+    res = fit(unnamed, toy_builder([]), "classifier")
+    assert res.run_dir.name == "toy" and res.epochs_done == 2
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-b")
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        fit(_config(tmp_path, "--trainer.max_epochs=3"), toy_builder([]), "classifier")

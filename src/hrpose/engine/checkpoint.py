@@ -81,7 +81,7 @@ def disk_full_message(path: Path, state: dict[str, Any]) -> str:
         f"no space left on device for checkpoint {path.name} in {path.parent}: it needs about "
         f"{need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free. The previous checkpoints "
         "there are intact: free space (or move the run folder), then resume with "
-        "--setup.resume=auto"
+        f"--setup.resume=auto --setup.run_name={path.parent.parent.name}"
     )
 
 

@@ -47,14 +47,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def start_point(setup: SetupSettings, task: str) -> tuple[str | None, str]:
+def start_point(setup: SetupSettings, task: str,
+                first_try: bool = False) -> tuple[str | None, str]:  # fmt: skip
     """Rank 0's choice of (checkpoint to resume or None, run folder): setup.resume=auto (or a
-    torchrun restart) takes the run folder's newest valid checkpoint, else setup.ckpt_path,
-    else a new run folder (an existing run there is an error)."""
-    restarts = run_files.restart_count()
+    torchrun restart of a job that opened its run folder) takes the folder's newest valid
+    checkpoint, else setup.ckpt_path, else a new run folder (an existing run there is an
+    error). ``first_try``: decide as a job's first attempt does."""
+    restarts = 0 if first_try else run_files.restart_count()
     if setup.resume == "auto" or restarts > 0:
         run_dir = (run_files.run_dir_of(setup.ckpt_path) if setup.ckpt_path
                    else run_files.resumed_run_dir(setup))  # fmt: skip
+        if run_dir is None and setup.resume == "auto":
+            raise ValueError("setup.resume=auto needs the run folder: pass --setup.run_name "
+                             "(or --setup.ckpt_path)")  # fmt: skip
+        if setup.resume != "auto" and not (run_dir and run_files.opened_by_this_job(run_dir)):
+            return start_point(setup, task, first_try=True)  # not this job's folder: start
+        assert run_dir is not None
         folder = CheckpointFolder(run_dir / "checkpoints", keep=1)
         folder.remove_temp_files()
         path, _ = folder.newest_valid(task)
@@ -207,8 +215,8 @@ class Run:
         if self.main:
             print(
                 f"stopped during epoch {p.epoch + 1} after batch {p.batch}/{self.steps}; saved "
-                f"{path or self.ckpts.folder / 'last.pt'} (resume with --setup.resume=auto: it "
-                "continues at the next batch)"
+                f"{path or self.ckpts.folder / 'last.pt'} (resume with {self._resume_flags()}: "
+                "it continues at the next batch)"
             )
 
     def _before_raising(self, e: BaseException, metrics: dict[str, float]) -> None:
@@ -234,7 +242,10 @@ class Run:
             print(f"could not save a checkpoint before the error: {save_error}")
             return
         print(f"{type(e).__name__} at epoch {p.epoch + 1}, batch {p.batch}: saved {path} first "
-              "(resume with --setup.resume=auto)")  # fmt: skip
+              f"(resume with {self._resume_flags()})")  # fmt: skip
+
+    def _resume_flags(self) -> str:
+        return f"--setup.resume=auto --setup.run_name={self.run_dir.name}"
 
     def _end_epoch(self, elapsed: float, seen: int) -> dict[str, float]:
         """Epoch metrics, validation when due, best value, checkpoints, files and the summary."""

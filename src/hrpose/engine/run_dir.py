@@ -25,8 +25,9 @@ log = logging.getLogger("hrpose.train")
 RUN_FILES = ("epoch_metrics.png", "epoch_metrics.html", "metrics.csv")
 
 
-# Written into a run folder made under torchrun: the job id (TORCHELASTIC_RUN_ID, the same in
-# every restart of the job), so a restart finds the folder even when it is named by a timestamp.
+# Written into a run folder opened under torchrun: the job id (TORCHELASTIC_RUN_ID, the same in
+# every restart of the job), so a restart finds the folder even when it is named by a timestamp,
+# and continues only a folder that this job opened.
 ELASTIC_MARKER = "torchelastic_run_id"
 
 
@@ -38,6 +39,14 @@ def restart_count() -> int:
 def _elastic_job_id() -> str | None:
     job = os.environ.get("TORCHELASTIC_RUN_ID")
     return job if job and job != "none" else None  # plain torchrun without --rdzv-id: "none"
+
+
+def opened_by_this_job(run_dir: Path) -> bool:
+    """Whether this torchrun job opened ``run_dir`` in an earlier attempt (True when the job
+    has no id to tell): a restart continues only its own folder, never another run's."""
+    job = _elastic_job_id()
+    marker = run_dir / ELASTIC_MARKER
+    return job is None or (marker.is_file() and marker.read_text().strip() == job)
 
 
 def holds_a_run(run_dir: Path) -> bool:
@@ -64,26 +73,18 @@ def new_run_dir(setup: SetupSettings) -> Path:
     return run_dir
 
 
-def resumed_run_dir(setup: SetupSettings) -> Path:
+def resumed_run_dir(setup: SetupSettings) -> Path | None:
     """The run folder ``setup.resume=auto`` continues: setup.run_name's; without a name, the
-    folder this torchrun job made in an earlier attempt, else a new one (no attempt got that
-    far)."""
+    folder this torchrun job opened in an earlier attempt, else a new one (no attempt got that
+    far); None when there is no name and no job id to tell."""
     base = Path(setup.results_dir) / setup.experiment_name
     if setup.run_name:
         return base / setup.run_name
     job = _elastic_job_id()
     if job is None:
-        raise ValueError(
-            "setup.resume=auto needs the run folder: pass --setup.run_name (or --setup.ckpt_path)"
-        )
+        return None
     made = sorted(d for d in base.glob(f"*/{ELASTIC_MARKER}") if d.read_text().strip() == job)
     return made[-1].parent if made else new_run_dir(setup)
-
-
-def run_dir_of(ckpt_path: str | Path) -> Path:
-    """The run folder of ``.../<run>/checkpoints/last.pt``; resumed runs write there again."""
-    path = Path(ckpt_path).resolve()
-    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
 def open_run_folder(run_dir: Path, config: Mapping[str, Any], tracker: NullTracker) -> None:
