@@ -87,6 +87,12 @@ def resumed_run_dir(setup: SetupSettings) -> Path | None:
     return made[-1].parent if made else new_run_dir(setup)
 
 
+def run_dir_of(ckpt_path: str | Path) -> Path:
+    """The run folder of ``.../<run>/checkpoints/last.pt``; resumed runs write there again."""
+    path = Path(ckpt_path).resolve()
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
 def open_run_folder(run_dir: Path, config: Mapping[str, Any], tracker: NullTracker) -> None:
     """Create the folder, write config.yaml, and log it and the parameters to the tracker."""
     run_dir.mkdir(parents=True, exist_ok=True)
