@@ -312,3 +312,17 @@ def test_a_torchrun_restart_continues_only_its_own_run_folder(tmp_path, monkeypa
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-b")
     with pytest.raises(FileExistsError, match="already holds a run"):
         fit(_config(tmp_path, "--trainer.max_epochs=3"), toy_builder([]), "classifier")
+
+
+def test_a_restart_on_a_full_disk_stops_before_training(tmp_path, monkeypatch) -> None:
+    """After a full disk, torchrun would restart the job into the same wall: a restart whose
+    disk lacks room for one more checkpoint stops at once, redoing no step."""
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")
+    fit(_config(tmp_path, "--trainer.max_epochs=1"), toy_builder([]), "classifier")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=100))
+    steps: list[float] = []
+    with pytest.raises(DiskFull, match=r"next checkpoint in .*checkpoints: it needs about"):
+        fit(_config(tmp_path, "--trainer.max_epochs=2"), toy_builder(steps), "classifier")
+    assert steps == []

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,17 @@ class CheckpointFolder:
         except OSError:  # a filesystem without hard links
             tmp.symlink_to(path.name)
         os.replace(tmp, self.folder / "last.pt")
+
+    def check_room(self, size: int) -> None:
+        """Raise :class:`DiskFull` when the folder's disk has less than ``size`` bytes free:
+        a torchrun restart after a full disk stops before redoing any step (not retried)."""
+        free = shutil.disk_usage(self.folder).free
+        if free < size:
+            raise DiskFull(
+                f"no space left on device for the next checkpoint in {self.folder}: it needs "
+                f"about {size / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free. Free space, "
+                "then start the job again"
+            )
 
     def remove_temp_files(self) -> None:
         """Drop temp files that a killed save left behind."""

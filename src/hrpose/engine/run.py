@@ -66,7 +66,8 @@ def start_point(setup: SetupSettings, task: str,
         folder = CheckpointFolder(run_dir / "checkpoints", keep=1)
         folder.remove_temp_files()
         path, _ = folder.newest_valid(task)
-        if restarts:
+        if restarts and path is not None:
+            folder.check_room(path.stat().st_size)  # a full disk stops every restart at once
             print(f"torchrun restart {restarts}: " + (f"resuming {path}" if path else
                   f"no checkpoint yet in {run_dir}, starting it again"))  # fmt: skip
         return (str(path) if path else None), str(run_dir)
