@@ -326,3 +326,18 @@ def test_a_restart_on_a_full_disk_stops_before_training(tmp_path, monkeypatch) -
     with pytest.raises(DiskFull, match=r"next checkpoint in .*checkpoints: it needs about"):
         fit(_config(tmp_path, "--trainer.max_epochs=2"), toy_builder(steps), "classifier")
     assert steps == []
+
+
+def test_a_skipped_step_that_poisons_batchnorm_stops_at_once() -> None:
+    """A non-finite forward may leave NaN in BatchNorm's running statistics, which training
+    mode never reads: such a skip stops the run at once instead of counting on."""
+    from hrpose.engine.checkpoint import Progress
+    from hrpose.engine.loop import check_bad_steps
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8))
+    progress = Progress(epoch=1, step=7, batch=3)
+    progress.skip()
+    check_bad_steps(model, progress, 5, 4, {"loss": float("nan")}, 0.1)  # 1 of 5: goes on
+    model[1].running_mean[0] = float("nan")
+    with pytest.raises(TrainingStopped, match=r"batch 4/4 \(step 8\): loss=nan.*BatchNorm"):
+        check_bad_steps(model, progress, 5, 4, {"loss": float("nan")}, 0.1)

@@ -140,10 +140,11 @@ def check_bad_steps(
     values: dict[str, float], lr: float,
 ) -> None:  # fmt: skip
     """Stop after ``max_bad_steps`` skipped steps in a row, or at once when the skipped forward
-    left non-finite BatchNorm statistics: the message names the step and the loss parts."""
+    left non-finite BatchNorm statistics on any rank (all ranks agree, as on the skip): the
+    message names the step and the loss parts."""
     p = progress
-    poisoned = any(not bool(torch.isfinite(b).all()) for b in model.buffers()
-                   if b.is_floating_point())  # fmt: skip
+    buffers = [b for b in model.buffers() if b.is_floating_point()]
+    (poisoned,) = dist_utils.any_rank(any(not bool(torch.isfinite(b).all()) for b in buffers))
     if p.bad_in_row < max_bad_steps and not poisoned:
         return
     parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
