@@ -16,9 +16,7 @@ best.pt's sidecar is the best value (:meth:`CheckpointFolder.best_value`).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -33,19 +31,9 @@ from hrpose.engine.checkpoint import (
     save_checkpoint,
 )
 from hrpose.engine.task import DiskFull
-
-log = logging.getLogger("hrpose.train")
+from hrpose.evaluation.protocol import sha256_file
 
 _STEP_FILE = re.compile(r"step-(\d+)\.pt")
-
-
-def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
-    """The file's SHA-256 (hex), read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sidecar_of(path: Path) -> Path:
@@ -77,7 +65,7 @@ def check(path: Path) -> str | None:
     size = path.stat().st_size
     if size != meta.get("size"):
         return f"{size} bytes, its sidecar says {meta.get('size')} (truncated?)"
-    if sha256_of(path) != meta.get("sha256"):
+    if sha256_file(path) != meta.get("sha256"):
         return "SHA-256 differs from its sidecar (corrupt)"
     return None
 
@@ -111,7 +99,7 @@ class CheckpointFolder:
 
     def _commit(self, path: Path, state: dict[str, Any]) -> Path:
         save_checkpoint(path, state)
-        meta = {"file": path.name, "size": path.stat().st_size, "sha256": sha256_of(path),
+        meta = {"file": path.name, "size": path.stat().st_size, "sha256": sha256_file(path),
                 "step": state.get("step"), "epoch": state.get("epoch"),
                 "batch": state.get("epoch_batches"), "best": state.get("best")}  # fmt: skip
         try:
@@ -176,7 +164,6 @@ class CheckpointFolder:
                     if state.get("task") == task:
                         return path, state
                     why = f"a {state.get('task')!r} checkpoint, not {task!r}"
-            log.warning("checkpoint %s is not usable: %s; trying the previous one", path, why)
             print(f"checkpoint {path} is not usable: {why}; trying the previous one")
         if not candidates and legacy.is_file():
             return legacy, load_checkpoint(legacy)
