@@ -10,6 +10,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from hrpose.cli.train import fit_settings, pose_task
 from hrpose.config import PoseTrainConfig
 from hrpose.config.load import load_config
@@ -31,14 +33,18 @@ def _config(coco_mini: Path, results: Path, *extra: str) -> PoseTrainConfig:
     ])  # fmt: skip
 
 
-def _run(cfg: PoseTrainConfig, losses: list[float], kill_at: int | None = None):
-    """fit() with the real pose task; the step records its loss (and may SIGTERM us)."""
+def _run(cfg: PoseTrainConfig, losses: list[float], kill_at: int | None = None,
+         interrupt_at: int | None = None):  # fmt: skip
+    """fit() with the real pose task; the step records its loss (and may SIGTERM us, or stop
+    at once with KeyboardInterrupt, which saves nothing)."""
 
     def build(device, info):
         parts = pose_task(cfg, device, info)
         inner = parts.train_step
 
         def step(m, batch, ctx):
+            if interrupt_at is not None and len(losses) + 1 == interrupt_at:
+                raise KeyboardInterrupt
             out = inner(m, batch, ctx)
             losses.append(float(out.loss.detach()))
             if kill_at is not None and len(losses) == kill_at:
@@ -72,3 +78,23 @@ def test_resume_with_workers_equals_the_straight_run(coco_mini, tmp_path) -> Non
     res = _run(_config(coco_mini, b, f"--setup.ckpt_path={last}"), rest)
     assert res.status == "FINISHED" and rest == straight[6:]
     assert load_checkpoint(last)["epoch"] == 2
+
+
+@pytest.mark.slow
+def test_resume_from_a_periodic_checkpoint_equals_the_straight_run(coco_mini, tmp_path) -> None:
+    """Checkpoints every 3 steps (and at each epoch end); a run stopped at once in step 8
+    (KeyboardInterrupt: nothing saved then) resumes with resume=auto from the periodic one
+    after step 6, mid-epoch 2, with 2 workers: steps 7 and 8 equal the straight run's."""
+    every = "--trainer.checkpoint_every_steps=3"
+    straight: list[float] = []
+    _run(_config(coco_mini, tmp_path / "a", every), straight)
+    b = tmp_path / "b"
+    first: list[float] = []
+    with pytest.raises(KeyboardInterrupt):
+        _run(_config(coco_mini, b, every), first, interrupt_at=8)
+    names = sorted(p.name for p in (b / "coco-mini" / "r" / "checkpoints").glob("step-*.pt"))
+    assert names == ["step-00000003.pt", "step-00000004.pt", "step-00000006.pt"]
+    assert first == straight[:7]
+    rest: list[float] = []
+    res = _run(_config(coco_mini, b, every, "--setup.resume=auto"), rest)
+    assert res.status == "FINISHED" and rest == straight[6:]

@@ -22,8 +22,10 @@ inference.input_size), --no-flip = inference.flip=false (pose).
 
 Train HigherHRNet on COCO keypoints (pose) or HRNet-W32-C on ImageNet (classifier). Every config
 field can be overridden, e.g. --optimizer.lr=1e-3 --trainer.max_epochs=10 --setup.ckpt_path=None.
-Resume a run with --setup.ckpt_path=results/<experiment>/<run>/checkpoints/last.pt.
+Resume a run with --setup.resume=auto --setup.run_name=<run> (its newest valid checkpoint) or
+--setup.ckpt_path=results/<experiment>/<run>/checkpoints/last.pt.
 Multi-GPU: torchrun --nproc_per_node=N -m hrpose train pose --trainer.use_DDP=True ...
+(add --max-restarts=3: a restarted job resumes its newest checkpoint by itself).
 """
 
 
@@ -65,12 +67,18 @@ def main(argv: list[str]) -> int:
     if show:
         print(to_yaml(cfg))
         return 0
+    from hrpose.engine.distributed import PeerFailed
     from hrpose.engine.loop import TrainingStopped
     from hrpose.models.weights import WeightsError
 
     try:
         result = train_task(task, cfg)
-    except (TrainingStopped, FileExistsError, FileNotFoundError, ValueError, WeightsError) as e:
+    except TrainingStopped as e:  # a clear stop (non-finite loss, full disk): its message
+        print(f"hrpose train {task}: {e}", file=sys.stderr)
+        return 1
+    except (FileExistsError, FileNotFoundError, ValueError, WeightsError, PeerFailed) as e:
+        if getattr(e, "during_training", False):
+            raise  # a failure inside training keeps its traceback; setup errors are one line
         print(f"hrpose train {task}: {e}", file=sys.stderr)
         return 1
     best = "n/a" if result.best is None else f"{result.best:.4f}"

@@ -5,8 +5,9 @@ Format (``FORMAT_VERSION`` 1)::
     {"format_version": 1, "task": "pose"|"classifier", "model": state_dict,
      "optimizer": state_dict, "scheduler": {...schedule params...}, "scaler": state_dict|None,
      "epoch": epochs completed, "step": optimizer steps done, "rng": {...},
-     "epoch_batches"/"epoch_seen"/"epoch_sums": progress inside an interrupted epoch (0 at a
-     boundary; older files without them resume at the boundary),
+     "epoch_batches"/"epoch_seen"/"epoch_sums"/"epoch_skipped": progress inside an interrupted
+     epoch (0 at a boundary; older files without them resume at the boundary),
+     "bad_in_row": non-finite steps just before it,
      "config": nested dict, "tracking_run_id": str|None, "metrics": {...}, "best": float|None,
      "extra": {...task data, e.g. class names...}}
 
@@ -17,8 +18,10 @@ A file with only ``model`` (or an official state dict) is loaded for weights, ne
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,26 +32,68 @@ import torch
 from torch import nn
 
 from hrpose.engine import distributed as dist_utils
+from hrpose.engine.task import DiskFull
 
 FORMAT_VERSION = 1
+TEMP_SUFFIX = ".tmp"  # save_checkpoint's temp files: .<name>.<random>.tmp beside the target
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically: a crash mid-write never leaves a broken file."""
+    """Write ``state`` to ``path`` atomically: a crash mid-write never leaves a broken file.
+
+    A full disk (ENOSPC) removes the temp file and raises :class:`DiskFull` naming the folder
+    and the size needed; the file already at ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format_version": FORMAT_VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise DiskFull(disk_full_message(path, state)) from e
         raise
     return path
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """Whether ``e`` is ENOSPC or EDQUOT, raised directly or wrapped by torch's zip writer."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e):  # torch's C++ writer: RuntimeError text only
+            return True
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    return False
+
+
+def disk_full_message(path: Path, state: dict[str, Any]) -> str:
+    """What a full disk stopped: the file, its folder, the size needed and the space free."""
+    need = state_nbytes(state)
+    free = shutil.disk_usage(path.parent).free
+    return (
+        f"no space left on device for checkpoint {path.name} in {path.parent}: it needs about "
+        f"{need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free. The previous checkpoints "
+        "there are intact: free space (or move the run folder), then resume with "
+        f"--setup.resume=auto --setup.run_name={path.parent.parent.name}"
+    )
+
+
+def state_nbytes(state: Any) -> int:
+    """Bytes of the tensors in a (nested) checkpoint dict: about its size on disk."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(state_nbytes(v) for v in state.values())
+    if isinstance(state, list | tuple):
+        return sum(state_nbytes(v) for v in state)
+    return 64  # a scalar or string: a few bytes of pickle
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -110,16 +155,33 @@ class Progress:
     batch: int = 0  # batches done in the current epoch
     seen: int = 0  # samples this rank trained on in the current epoch
     sums: dict[str, float] = field(default_factory=dict)  # logged values summed this epoch
+    skipped: int = 0  # batches of the current epoch skipped for a non-finite loss
+    bad_in_row: int = 0  # consecutive skipped batches up to now
+    # True while the parameters may be ahead of this record (inside the optimizer step): a
+    # checkpoint then would not resume exactly, so an exception there saves none.
+    updating: bool = False
 
     def add(self, values: dict[str, float], samples: int) -> None:
         """One more step that trained on ``samples`` samples and logged ``values``."""
         self.step, self.batch, self.seen = self.step + 1, self.batch + 1, self.seen + samples
+        self.bad_in_row = 0
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def skip(self) -> None:
+        """One more batch read but not trained on (its loss was not finite)."""
+        self.step, self.batch = self.step + 1, self.batch + 1
+        self.skipped, self.bad_in_row = self.skipped + 1, self.bad_in_row + 1
+
+    @property
+    def trained(self) -> int:
+        """Batches of the current epoch that updated the model."""
+        return self.batch - self.skipped
 
     def next_epoch(self) -> None:
         """The epoch is complete: the next one starts at batch 0 with empty sums."""
         self.epoch, self.batch, self.seen, self.sums = self.epoch + 1, 0, 0, {}
+        self.skipped = 0
 
 
 def training_state(
@@ -140,6 +202,8 @@ def training_state(
         "epoch_batches": p.batch,
         "epoch_seen": p.seen,
         "epoch_sums": dict(p.sums),
+        "epoch_skipped": p.skipped,
+        "bad_in_row": p.bad_in_row,
         "rng": rng_state(),
         "config": config,
         "tracking_run_id": tracking_run_id,
@@ -173,21 +237,21 @@ def restore(
         state.get("epoch_batches", 0),
         state.get("epoch_seen", 0),
         dict(state.get("epoch_sums") or {}),
+        state.get("epoch_skipped", 0),
+        state.get("bad_in_row", 0),
     )
     return progress, state.get("best"), state.get("tracking_run_id")
 
 
 def load_pretrained(model: nn.Module, weights: str, is_main: bool = True) -> None:
     """Start ``model`` from ``weights``: a file, an http(s) URL or a registered name, resolved
-    as ``--weights`` is (a download goes to the cache once: rank 0 fetches, the others wait)."""
+    as ``--weights`` is (a download goes to the cache once: rank 0 fetches, the others then
+    find it; a failure on any rank stops every rank at once)."""
     from hrpose.hub import resolve_weights
     from hrpose.models import load_weights
 
-    if not is_main:
-        dist_utils.barrier()  # rank 0 downloads first; the others then find it in the cache
-    path = resolve_weights(weights, quiet=not is_main)
-    if is_main:
-        dist_utils.barrier()
-    report = load_weights(model, path)
+    dist_utils.main_decides(lambda: str(resolve_weights(weights)))  # rank 0 downloads first
+    path = dist_utils.all_succeed(lambda: resolve_weights(weights, quiet=not is_main))
+    report = dist_utils.all_succeed(lambda: load_weights(model, path))
     if is_main:
         print(f"pretrained weights {weights}: {report.summary()}")

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Mapping
+import pickle
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+class PeerFailed(RuntimeError):
+    """Another rank failed during setup; its message, as this rank can tell it."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +75,22 @@ def init_distributed(use_ddp: bool, device: torch.device, timeout_s: int = 600) 
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
     else:
         backend = "gloo"
-    dist.init_process_group(
-        backend,
-        rank=info.rank,
-        world_size=info.world_size,
-        timeout=datetime.timedelta(seconds=timeout_s),
-    )
+    timeout = datetime.timedelta(seconds=timeout_s)
+    dist.init_process_group(backend, store=_attempt_store(info, timeout), rank=info.rank,
+                            world_size=info.world_size, timeout=timeout)  # fmt: skip
     return info
+
+
+def _attempt_store(info: DistInfo, timeout: datetime.timedelta) -> dist.Store | None:
+    """The rendezvous store of a torchrun restart, its keys prefixed by the attempt; None on a
+    first attempt (env:// as usual). torchrun's agent keeps one store across restarts and the
+    workers' keys are not per attempt, so a restarted rank may read the address a dead rank
+    published and fail with "connection refused" (seen here on gloo about 3 restarts in 4)."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if attempt in ("", "0"):
+        return None
+    store, _, _ = next(dist.rendezvous("env://", info.rank, info.world_size, timeout=timeout))
+    return dist.PrefixStore(f"hrpose/attempt_{attempt}", store)
 
 
 def cleanup() -> None:
@@ -149,3 +166,52 @@ def gather_objects(obj: object) -> list[object]:
     out: list[object] = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def _portable(error: Exception) -> Exception:
+    """``error`` itself when it survives pickling (the same type and message on every rank)."""
+    try:
+        return pickle.loads(pickle.dumps(error))
+    except Exception:
+        return PeerFailed(f"{type(error).__name__}: {error}")
+
+
+def _agree(error: Exception | None, value: object) -> object:
+    """Every rank says whether its part failed (one all-gather); any failure raises on all
+    ranks: the failed rank its own error, the others a copy of the first failure."""
+    if world_size() == 1:
+        if error is not None:
+            raise error
+        return value
+    said: list[object] = [None] * world_size()
+    dist.all_gather_object(said, (None if error is None else _portable(error), value))
+    for rank, (failure, _) in enumerate(said):  # type: ignore[misc]
+        if failure is not None:
+            if error is not None:
+                raise error
+            failure.add_note(f"(raised on rank {rank}; rank {dist.get_rank()} stops with it)")
+            raise failure
+    return said[0][1]  # type: ignore[index]
+
+
+def main_decides(fn: Callable[[], T]) -> T:
+    """``fn()`` run on rank 0 only, its value on every rank; if it raises, every rank raises
+    within one collective, instead of the others waiting in a broadcast until the timeout."""
+    if not is_main():
+        return _agree(None, None)  # type: ignore[return-value]
+    try:
+        value = fn()
+    except Exception as e:
+        return _agree(e, None)  # type: ignore[return-value]
+    return _agree(None, value)  # type: ignore[return-value]
+
+
+def all_succeed(fn: Callable[[], T]) -> T:
+    """``fn()`` on every rank, its own value; if it raises on any rank, every rank raises."""
+    try:
+        value = fn()
+    except Exception as e:
+        _agree(e, None)
+        raise  # unreachable: _agree raises
+    _agree(None, None)
+    return value

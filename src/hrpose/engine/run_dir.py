@@ -7,6 +7,7 @@ Only rank 0 calls these. A picture is never worth a failed run: drawing errors b
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -24,16 +25,66 @@ log = logging.getLogger("hrpose.train")
 RUN_FILES = ("epoch_metrics.png", "epoch_metrics.html", "metrics.csv")
 
 
+# Written into a run folder opened under torchrun: the job id (TORCHELASTIC_RUN_ID, the same in
+# every restart of the job), so a restart finds the folder even when it is named by a timestamp,
+# and continues only a folder that this job opened.
+ELASTIC_MARKER = "torchelastic_run_id"
+
+
+def restart_count() -> int:
+    """How often torchrun restarted this job's workers (0: the first attempt, or no torchrun)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def _elastic_job_id() -> str | None:
+    job = os.environ.get("TORCHELASTIC_RUN_ID")
+    return job if job and job != "none" else None  # plain torchrun without --rdzv-id: "none"
+
+
+def opened_by_this_job(run_dir: Path) -> bool:
+    """Whether this torchrun job opened ``run_dir`` in an earlier attempt (True when the job
+    has no id to tell): a restart continues only its own folder, never another run's."""
+    job = _elastic_job_id()
+    marker = run_dir / ELASTIC_MARKER
+    return job is None or (marker.is_file() and marker.read_text().strip() == job)
+
+
+def holds_a_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` has checkpoints already."""
+    ckpts = run_dir / "checkpoints"
+    return ckpts.is_dir() and any(p.suffix == ".pt" for p in ckpts.iterdir())
+
+
 def new_run_dir(setup: SetupSettings) -> Path:
     """A new run's folder (not created yet); one that holds a run already is an error."""
     name = setup.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(setup.results_dir) / setup.experiment_name / name
-    if (run_dir / "checkpoints" / "last.pt").exists():
+    if holds_a_run(run_dir):
         raise FileExistsError(
-            f"{run_dir} already holds a run: resume it with "
-            f"--setup.ckpt_path={run_dir}/checkpoints/last.pt or pick another --setup.run_name"
+            f"{run_dir} already holds a run: continue it with --setup.resume=auto (or "
+            f"--setup.ckpt_path={run_dir}/checkpoints/last.pt) or pick another --setup.run_name"
+        )
+    restartable = os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") not in ("", "0")
+    if setup.run_name is None and _elastic_job_id() is None and restartable:
+        log.warning(
+            "torchrun may restart this job but its run folder is named by a timestamp and the "
+            "job has no --rdzv-id: pass --setup.run_name so a restart finds it"
         )
     return run_dir
+
+
+def resumed_run_dir(setup: SetupSettings) -> Path | None:
+    """The run folder ``setup.resume=auto`` continues: setup.run_name's; without a name, the
+    folder this torchrun job opened in an earlier attempt, else a new one (no attempt got that
+    far); None when there is no name and no job id to tell."""
+    base = Path(setup.results_dir) / setup.experiment_name
+    if setup.run_name:
+        return base / setup.run_name
+    job = _elastic_job_id()
+    if job is None:
+        return None
+    made = sorted(d for d in base.glob(f"*/{ELASTIC_MARKER}") if d.read_text().strip() == job)
+    return made[-1].parent if made else new_run_dir(setup)
 
 
 def run_dir_of(ckpt_path: str | Path) -> Path:
@@ -45,6 +96,9 @@ def run_dir_of(ckpt_path: str | Path) -> Path:
 def open_run_folder(run_dir: Path, config: Mapping[str, Any], tracker: NullTracker) -> None:
     """Create the folder, write config.yaml, and log it and the parameters to the tracker."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    job = _elastic_job_id()
+    if job is not None:
+        (run_dir / ELASTIC_MARKER).write_text(job + "\n")
     config_file = run_dir / "config.yaml"
     config_file.write_text(yaml.safe_dump(dict(config), sort_keys=False))
     tracker.log_params(flatten(config))

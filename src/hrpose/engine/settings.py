@@ -18,6 +18,7 @@ ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("off", "auto", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("multistep", "cosine", "constant")
+RESUME_MODES = (None, "auto")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -41,6 +42,11 @@ class SetupSettings:
     ckpt_path: str | None = None
     """A last.pt/best.pt to resume from: weights, optimizer, epoch and batch, RNG and MLflow run
     (a last.pt saved by SIGINT/SIGTERM continues at the next batch); None = a new run."""
+    resume: str | None = None
+    """auto = continue from the newest valid checkpoint of the run folder (setup.ckpt_path's,
+    else results_dir/experiment_name/run_name; a new run when it holds none; a corrupt newest
+    one is reported and the previous one used); None = only from setup.ckpt_path, except
+    under a torchrun restart (TORCHELASTIC_RESTART_COUNT > 0), which always means auto."""
     pretrained_ckpt_path: str | None = None
     """Weights to start from: a file, an http(s) URL or a registered name (`hrpose weights
     list`), as --weights takes them (classifier -> backbone only; pose -> all); None = random
@@ -48,6 +54,7 @@ class SetupSettings:
 
     def __post_init__(self) -> None:
         _check(bool(self.experiment_name), "setup.experiment_name must not be empty")
+        _check(self.resume in RESUME_MODES, f"setup.resume must be one of {RESUME_MODES}")
 
 
 @dataclass
@@ -83,6 +90,17 @@ class TrainerSettings:
     """Collective timeout in seconds: a dead or stuck rank ends the job instead of hanging."""
     progress: bool = True
     """Show tqdm progress bars on rank 0 (on a terminal; a log file gets one line per epoch)."""
+    checkpoint_every_steps: int = 4000
+    """Save a checkpoint every N optimizer steps as well as after each epoch; 0 = epochs only.
+    4000 steps are about 10 minutes of one GPU at the official batch: 12 images per GPU per
+    step at 80.9 img/s (W32, H200, fp32: benchmarks/README) is 0.148 s a step, and 4000 x
+    0.148 s = 9.9 min. A slower GPU takes proportionally longer: lower N to lose less."""
+    keep_checkpoints: int = 3
+    """Keep the newest N step checkpoints (checkpoints/step-*.pt, each with a .json sidecar of
+    its size and SHA-256); best.pt is kept apart. W32 with Adam: about 330 MiB a file."""
+    max_bad_steps: int = 5
+    """Skip a step whose loss is NaN/inf (no optimizer or scaler update); stop after N such
+    steps in a row, keeping the last good checkpoint."""
 
     def __post_init__(self) -> None:
         _check(self.accelerator in ACCELERATORS, f"trainer.accelerator must be in {ACCELERATORS}")
@@ -100,6 +118,9 @@ class TrainerSettings:
         _check(self.val_every >= 0, "trainer.val_every must be >= 0")
         _check(self.log_every >= 1, "trainer.log_every must be >= 1")
         _check(self.ddp_timeout_s >= 1, "trainer.ddp_timeout_s must be >= 1")
+        _check(self.checkpoint_every_steps >= 0, "trainer.checkpoint_every_steps must be >= 0")
+        _check(self.keep_checkpoints >= 1, "trainer.keep_checkpoints must be >= 1")
+        _check(self.max_bad_steps >= 1, "trainer.max_bad_steps must be >= 1")
 
 
 @dataclass

@@ -16,6 +16,10 @@ class TrainingStopped(RuntimeError):
     """The run cannot go on (non-finite loss); the message says what to change."""
 
 
+class DiskFull(TrainingStopped):
+    """A checkpoint did not fit on its disk (ENOSPC): the previous one is intact; not retried."""
+
+
 @dataclass
 class StepContext:
     """What a step function needs besides the model and the batch."""

@@ -2,7 +2,8 @@
 
 Only rank 0 builds a real tracker; other ranks get :class:`NullTracker`. Every metric goes both to
 MLflow (when enabled) and to ``metrics.csv`` / ``epoch_metrics.png`` / ``epoch_metrics.html`` in
-the run folder, so nothing depends on MLflow being there.
+the run folder, so nothing depends on MLflow being there. MLflow sits behind
+:class:`RetryingTracker`: a locked, full or unwritable store is logged and retried, never fatal.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import io
 import logging
 import math
 import os
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -220,19 +223,86 @@ class RunFiles:
         return [png, page_path]
 
 
+class RetryingTracker(NullTracker):
+    """A tracker whose failures are logged and retried, never raised: calls wait in a queue
+    (the newest ``max_pending``) until the tracker, built by ``factory`` on first success,
+    takes them. After a failure nothing is tried for ``retry_s`` seconds, so a dead store
+    costs the training steps nothing."""
+
+    def __init__(self, factory: Callable[[], NullTracker], retry_s: float = 60.0,
+                 max_pending: int = 10_000) -> None:  # fmt: skip
+        self.factory, self.inner, self.retry_s = factory, None, retry_s
+        self.pending: deque[tuple[str, tuple]] = deque(maxlen=max_pending)
+        self.next_try, self.failures = 0.0, 0
+        self._flush()
+
+    @property
+    def run_id(self) -> str | None:  # type: ignore[override]
+        return self.inner.run_id if self.inner is not None else None
+
+    def _call(self, name: str, *args: Any) -> None:
+        self.pending.append((name, args))
+        self._flush()
+
+    def _flush(self, force: bool = False) -> None:
+        if not force and time.monotonic() < self.next_try:
+            return
+        try:
+            if self.inner is None:
+                self.inner = self.factory()
+            while self.pending:
+                name, args = self.pending[0]
+                getattr(self.inner, name)(*args)
+                self.pending.popleft()
+        except Exception as e:
+            self.failures += 1
+            self.next_try = time.monotonic() + self.retry_s
+            log.warning("MLflow failed (%s: %s); %d calls wait, next try in %.0f s; the run "
+                        "goes on and metrics.csv has every epoch", type(e).__name__, e,
+                        len(self.pending), self.retry_s)  # fmt: skip
+            return
+        if self.failures:
+            log.warning("MLflow works again after %d failures", self.failures)
+            self.failures = 0
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._call("log_params", dict(params))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self._call("log_metrics", dict(metrics), step)
+
+    def log_artifact(self, path: str | Path, subdir: str | None = None) -> None:
+        self._call("log_artifact", path, subdir)
+
+    def close(self, status: str = "FINISHED") -> None:
+        self._flush(force=True)
+        if self.pending:
+            log.warning("MLflow never took %d calls of this run; metrics.csv has the epochs",
+                        len(self.pending))  # fmt: skip
+        if self.inner is not None:
+            try:
+                self.inner.close(status)
+            except Exception as e:
+                log.warning("could not close the MLflow run: %s", e)
+
+
 def make_tracker(
     tracking: TrackingSettings, setup: SetupSettings, run_dir: Path, run_id: str | None = None
 ) -> NullTracker:
     """Rank 0's tracker for the run in ``run_dir``: MLflow as the tracking section says (a given
-    ``run_id`` continues that run), else a :class:`NullTracker`."""
+    ``run_id`` continues that run) behind a :class:`RetryingTracker`, else a NullTracker."""
     if not tracking.mlflow:
         return NullTracker()
-    uri = tracking.uri or default_tracking_uri(setup.results_dir)
-    return MlflowTracker(
-        uri,
-        setup.experiment_name,
-        run_dir.name,
-        run_id=run_id,
-        artifact_root=Path(setup.results_dir) / "mlartifacts",
-        system_metrics=tracking.system_metrics,
-    )
+
+    def connect() -> NullTracker:
+        uri = tracking.uri or default_tracking_uri(setup.results_dir)
+        return MlflowTracker(
+            uri,
+            setup.experiment_name,
+            run_dir.name,
+            run_id=run_id,
+            artifact_root=Path(setup.results_dir) / "mlartifacts",
+            system_metrics=tracking.system_metrics,
+        )
+
+    return RetryingTracker(connect)
