@@ -23,6 +23,7 @@ from hrpose.losses import HigherHRNetLoss
 from hrpose.normalization import normalize_batch
 from hrpose.predict import Predictor
 from hrpose.record import ModelRecord
+from hrpose.sharding import shard
 from hrpose.viz.draw import draw_people, heatmap_grid, tag_plot
 
 
@@ -49,8 +50,9 @@ def build_pose_task(
     ``record`` (architecture, keypoint set, inference settings, provenance) goes into every
     checkpoint and sets how validation decodes.
 
-    Under DDP each rank predicts every ``world_size``-th validation image, without the padding
-    a DistributedSampler adds, so rank 0 evaluates each image exactly once.
+    Under DDP each rank predicts one contiguous run of the validation images
+    (:func:`hrpose.sharding.shard`), without the padding a DistributedSampler adds, so rank 0
+    evaluates each image exactly once, in the one-process order.
     """
 
     def step(m: torch.nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
@@ -69,7 +71,7 @@ def build_pose_task(
 
     def validate(m: torch.nn.Module, ctx: StepContext) -> dict[str, float]:
         images = todo()
-        mine = predict_images(predictor(m, ctx), images[info.rank :: info.world_size],
+        mine = predict_images(predictor(m, ctx), shard(images, info.rank, info.world_size),
                               validation.images_dir)  # type: ignore[union-attr]  # fmt: skip
         results = [r for part in dist_utils.gather_objects(mine) for r in part]  # type: ignore[union-attr]
         stats: dict[str, float] = {}
