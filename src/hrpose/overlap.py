@@ -83,11 +83,9 @@ def _as_is(item: Any) -> Any:
 
 
 def _worker_init(worker_id: int) -> None:
-    """One OpenCV thread per worker (the workers are the parallelism); Ctrl-C is the main
-    process's to handle (it reaches the whole process group on a terminal)."""
-    import cv2
-
-    cv2.setNumThreads(1)
+    """Ctrl-C is the main process's to handle (it reaches the whole process group on a
+    terminal). OpenCV's thread count is left alone: cv2.setNumThreads in a worker forked from
+    a process whose OpenCV pool ran hangs there."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

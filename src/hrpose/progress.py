@@ -100,7 +100,6 @@ class ProgressBar:
             f"{self.desc}: {done} {self.unit} in {elapsed:.1f} s ({rate:.1f} {self.unit}/s){extra}"
         )
 
-
     def chunk_line(self, elapsed: float) -> str:
         """A plain line for the log while running: done, rate and the ETA."""
         rate = (self.n - self._first) / max(elapsed, 1e-9)

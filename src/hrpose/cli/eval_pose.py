@@ -200,8 +200,8 @@ def evaluate_predictor(predictor, target: EvalTarget, weights: str | None = None
     workers = default_workers(job) if target.workers is None else target.workers
     dist_utils.barrier()  # the clock starts when every rank has its model
     t0 = time.perf_counter()
-    failed, results = _predict_shard(predictor, mine, target.images, workers,
-                                     JobProgress(job, len(todo), "evaluating", "img", summary=True))  # fmt: skip
+    bar = JobProgress(job, len(todo), "evaluating", "img", summary=True)
+    failed, results = _predict_shard(predictor, mine, target.images, workers, bar)
     parts = dist_utils.gather_objects((failed, results))
     failed = next((f for f, _ in parts if f), None)  # type: ignore[misc]
     if failed:

@@ -187,3 +187,20 @@ def _frame_line(name: str, frame: int, rows: list[dict]) -> str:
 
 def _end_line(name: str, frames: int) -> str:
     return json.dumps({"file_name": name, "frames": frames, "finished": True}) + "\n"
+
+
+def merge_logs(folder: str | Path) -> Finished:
+    """Every log of ``folder`` merged into its predictions.jsonl (written atomically before the
+    rank logs are removed, so a kill in between loses nothing); what they hold."""
+    folder = Path(folder)
+    done = read_logs(logs_in(folder))
+    write_log(folder / LOG_NAME, done)
+    for p in folder.glob("predictions.rank*.jsonl"):
+        p.unlink()
+    return done
+
+
+def clear_logs(folder: str | Path) -> None:
+    """Remove an earlier run's logs (a run without ``--resume`` starts afresh)."""
+    for p in logs_in(folder):
+        p.unlink()
