@@ -416,7 +416,7 @@ class _Counts:
     images: int = 0
     videos: int = 0
     frames: int = 0
-    decoded: int = 0
+    decoded: int = 0  # people on images (a video's are in its own line)
     drawn: int = 0
     panels: int = 0
     failed: list[str] = field(default_factory=list)
@@ -686,8 +686,6 @@ def _video_item(predictor, source: str, name: str, out: Path, options: PredictOp
         return
     counts.videos += 1
     counts.frames += frames_done
-    counts.decoded += state["decoded"]
-    counts.drawn += state["drawn"]
     elapsed = time.perf_counter() - t0
     print(
         f"{frames_done} frames ({frames_done / elapsed:.1f} fps, {batch} per network batch) -> "
