@@ -87,11 +87,17 @@ def test_progress_prints_a_line_per_chunk_off_a_terminal() -> None:
     assert "img/s, ETA " in lines[1] and "\r" not in stream.getvalue()
 
 
+def _hrpose(n: int) -> list[str]:
+    """`python -m hrpose` in one plain process (n=0) or under torchrun with n ranks."""
+    if not n:
+        return [sys.executable, "-m", "hrpose"]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={n}", "-m", "hrpose"]  # fmt: skip
+
+
 def _eval(n: int, weights: Path, ann: Path, images: Path, out: Path, *extra: str) -> str:
     """stdout of `hrpose eval pose` in one plain process (n=0) or under torchrun with n ranks."""
-    run = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={n}", "-m", "hrpose"] if n else [sys.executable, "-m", "hrpose"]  # fmt: skip
-    cmd = [*run, "eval", "pose", "--weights", str(weights), "--annotations", str(ann),
+    cmd = [*_hrpose(n), "eval", "pose", "--weights", str(weights), "--annotations", str(ann),
            "--images", str(images), "--output", str(out), "--device", "cpu", *extra]  # fmt: skip
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -149,9 +155,7 @@ def test_eval_on_2_ranks_crowdpose_protocol(shared_data, coco_mini, tmp_path):
 
 
 def _predict(n: int, out: Path, *args: str, **kw) -> subprocess.Popen:
-    run = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={n}", "-m", "hrpose"] if n else [sys.executable, "-m", "hrpose"]  # fmt: skip
-    cmd = [*run, "predict", *args, "--output", str(out), "--device", "cpu"]
+    cmd = [*_hrpose(n), "predict", *args, "--output", str(out), "--device", "cpu"]
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kw)  # fmt: skip
 
