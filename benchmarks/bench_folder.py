@@ -1,0 +1,109 @@
+"""`hrpose predict FOLDER` throughput: overlap of I/O and compute, and scaling over torchrun ranks.
+
+A folder of N images (the coco-mini and example images, linked under distinct names) is
+predicted with the W8 model of ../shared/data (its record's settings: input 192, no flip), by
+`python -m hrpose predict` in fresh processes, each on one torch thread:
+
+- ``sequential``: ``--workers 0``, the old path: read, preprocess, network, draw, write in turn;
+- ``overlap``: ``--workers 1``: a DataLoader worker decodes and preprocesses ahead of the
+  network, a thread draws and writes the JPEGs behind it;
+- ``2 ranks``: ``torchrun --nproc-per-node=2``, each rank sequential (one thread, no worker),
+  half the folder each. Scaling efficiency = its img/s / (2 x sequential img/s); goal >= 0.9.
+
+Rates are the command's own (images / seconds from the moment every rank has its model to the
+last image written: model loading excluded, worker start-up included). Runs are interleaved,
+``--repeat`` times; the table gives each one's median and range.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_folder.py [--images 48] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RATE = re.compile(r"\(([\d.]+) img/s\)")
+
+
+def shared_data() -> Path:
+    return Path(os.environ.get("HRPOSE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def make_folder(folder: Path, n: int) -> None:
+    """``n`` images: the 12 real ones, again and again, as links with distinct names."""
+    data = shared_data()
+    sources = sorted((data / "coco-mini" / "images").iterdir()) + sorted(
+        (data / "examples").iterdir()
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        src = sources[i % len(sources)]
+        (folder / f"{i:05d}_{src.name}").symlink_to(src)
+
+
+def run(kind: str, folder: Path, out: Path, weights: Path) -> float:
+    """img/s of one run of ``kind``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    hrpose = [sys.executable, "-m", "hrpose"]
+    if kind == "2 ranks":
+        hrpose = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                  "--nproc-per-node=2", "-m", "hrpose"]  # fmt: skip
+    workers = "1" if kind == "overlap" else "0"
+    cmd = [*hrpose, "predict", str(folder), "--weights", str(weights), "--output", str(out),
+           "--device", "cpu", "--workers", workers]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    found = RATE.findall(proc.stdout)
+    if proc.returncode != 0 or not found:
+        raise SystemExit(
+            f"{kind} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
+        )
+    return float(found[-1])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--images", type=int, default=48, help="images in the folder (default 48)")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each kind (default 3)")
+    args = p.parse_args()
+    weights = shared_data() / "weights" / "w8-coco-mini.pt"
+    if not weights.is_file():
+        raise SystemExit(f"{weights} missing: set HRPOSE_SHARED_DATA to the shared data folder")
+    kinds = ("sequential", "overlap", "2 ranks")
+    rates: dict[str, list[float]] = {k: [] for k in kinds}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        make_folder(folder, args.images)
+        run("sequential", folder, Path(tmp) / "warm-up", weights)  # file cache, imports
+        for r in range(args.repeat):
+            for k in kinds:
+                rates[k].append(run(k, folder, Path(tmp) / f"{k}-{r}", weights))
+                print(f"run {r + 1}: {k}: {rates[k][-1]:.2f} img/s", flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    cpus = len(os.sched_getaffinity(0))
+    load = os.getloadavg()[0]
+    print(f"\n{args.images} images, W8 at its record's input 192, {cpus} CPUs, load {load:.1f}")
+    print("| run | img/s median | range | vs sequential |\n|---|---|---|---|")
+    for k in kinds:
+        print(f"| {k} | {med[k]:.2f} | {min(rates[k]):.2f}-{max(rates[k]):.2f} | "
+              f"{med[k] / med['sequential']:.2f}x |")  # fmt: skip
+    per_run = [
+        two / (2 * one) for one, two in zip(rates["sequential"], rates["2 ranks"], strict=True)
+    ]
+    print(f"overlap / sequential: {med['overlap'] / med['sequential']:.2f}x")
+    print(
+        f"scaling efficiency, 2 one-thread ranks / (2 x one one-thread process): "
+        f"{med['2 ranks'] / (2 * med['sequential']):.2f} (per run "
+        f"{', '.join(f'{e:.2f}' for e in per_run)}; goal >= 0.9)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
