@@ -87,6 +87,40 @@ def test_progress_prints_a_line_per_chunk_off_a_terminal() -> None:
     assert "img/s, ETA " in lines[1] and "\r" not in stream.getvalue()
 
 
+def test_list_file_with_paths_and_urls(shared_data, coco_mini, tmp_path, capsys) -> None:
+    """@list.txt: a relative path and an http(s) URL (read in a DataLoader worker) give the
+    same people as the file; a name given twice and a missing line are named."""
+    from hrpose.cli import main
+    from local_http import LocalServer
+
+    image = sorted((coco_mini / "images").iterdir())[0]
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "a.jpg").symlink_to(image)
+    server = LocalServer()
+    try:
+        server.handler.files["/pics/b.jpg"] = image.read_bytes()
+        listing = local / "list.txt"
+        listing.write_text(f"# two copies of one image\na.jpg\n\n{server.url}/pics/b.jpg\n")
+        out = tmp_path / "out"
+        weights = shared_data / "weights" / "w8-coco-mini.pt"
+        argv = ["predict", f"@{listing}", "--weights", str(weights), "--output", str(out),
+                "--device", "cpu", "--workers", "1"]  # fmt: skip
+        assert main(argv) == 0
+    finally:
+        server.stop()
+    rows = json.loads((out / "predictions.json").read_text())
+    by_name = {n: [r["keypoints"] for r in rows if r["file_name"] == n] for n in ("a.jpg", "b.jpg")}
+    assert len(by_name["a.jpg"]) > 0 and by_name["a.jpg"] == by_name["b.jpg"]
+    assert (out / "b_pose.jpg").is_file() and "2 image(s)" in capsys.readouterr().out
+    listing.write_text(f"a.jpg\n{local / 'a.jpg'}\n")
+    with pytest.raises(SystemExit, match="given twice \\(a.jpg\\)"):
+        main(["predict", f"@{listing}", "--weights", "random"])
+    listing.write_text("a.jpg\nnone.jpg\n")
+    with pytest.raises(SystemExit, match="line 2: none.jpg: no such file"):
+        main(["predict", f"@{listing}", "--weights", "random"])
+
+
 def _hrpose(n: int) -> list[str]:
     """`python -m hrpose` in one plain process (n=0) or under torchrun with n ranks."""
     if not n:

@@ -146,10 +146,15 @@ def default_output(weights: str, annotations: Path | None, split: str) -> Path:
     return Path("outputs/eval") / f"{Path(str(weights)).stem}-{data}"
 
 
-def _predictor(args: argparse.Namespace, overrides: list[str], weights: str, device: str):
+def _predictor(
+    args: argparse.Namespace, overrides: list[str], weights: str, device: str | None = None
+):
     from hrpose.cli.options import resolve_inference
+    from hrpose.cli.sharded import job_device
     from hrpose.loading import load_model
     from hrpose.predict import Predictor
+
+    device = device or job_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
 
     loaded = load_model(weights, device=device, backend=args.backend)
     settings, _ = resolve_inference(loaded.record.inference, args, overrides)

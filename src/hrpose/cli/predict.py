@@ -267,6 +267,9 @@ def run_predict(
               file=sys.stderr)  # fmt: skip
         return 2
     items = [] if camera else expand_sources(sources)
+    if not camera and not items:
+        print(f"hrpose predict: no images or videos in {' '.join(sources)}", file=sys.stderr)
+        return 1
     gt = _ground_truth(options.ground_truth) if options.ground_truth else None
     if gt and next(iter(gt.values())).keypoints.shape[1] != predictor.spec.num_joints:
         k = next(iter(gt.values())).keypoints.shape[1]
@@ -474,8 +477,9 @@ def _run_items(predictor, items: list, out: Path, options: PredictOptions, gt: d
     mine = shard(items, job.rank, job.world_size, weights)
     todo = [it for it in mine if it.name not in finished]
     done_before = sum(w for it, w in zip(items, weights, strict=True) if it.name in finished)
-    if finished and job.is_main:
-        print(f"--resume: {len(finished)} of {len(items)} image(s)/video(s) already done in "
+    n_done = sum(it.name in finished for it in items)
+    if n_done and job.is_main:
+        print(f"--resume: {n_done} of {len(items)} image(s)/video(s) already done in "
               f"{out / LOG_NAME}")  # fmt: skip
     has_video = any(it.kind == "video" for it in items)
     bar = JobProgress(job, sum(weights), "predicting", "frame" if has_video else "img",
