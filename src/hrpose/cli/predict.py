@@ -455,9 +455,11 @@ def _run_items(predictor, items: list, out: Path, options: PredictOptions, gt: d
         Finished,
         PredictionLog,
         clear_logs,
+        logs_in,
         merge_logs,
         rank_log_name,
         read_log,
+        read_logs,
     )  # fmt: skip
     from hrpose.overlap import WriteBehind
     from hrpose.sharding import shard
@@ -501,8 +503,10 @@ def _run_items(predictor, items: list, out: Path, options: PredictOptions, gt: d
         writer.close()  # the drawings already queued are finished work: keep them
         bar.close()
         log.close()
-        if not job.sharded:
-            write_results(merge_logs(out).rows([it.name for it in items]), out / "predictions.json")
+        if not job.sharded:  # what is finished, and the frames of a video cut short
+            kept = read_logs(logs_in(out))
+            write_results(kept.rows([it.name for it in items]) + kept.partial_rows(),
+                          out / "predictions.json")  # fmt: skip
         print(
             f"stopped by {'SIGTERM' if isinstance(sys.exc_info()[1], Stopped) else 'Ctrl-C'}: "
             f"{log.added} image(s)/video(s) finished here are kept in {log.path}; rerun the same "

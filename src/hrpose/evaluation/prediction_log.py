@@ -36,6 +36,9 @@ class Finished:
 
     images: dict[str, list[dict]] = field(default_factory=dict)
     videos: dict[str, list[list[dict]]] = field(default_factory=dict)
+    # frames of videos cut short: not done (redone on resume), but kept in the predictions.json
+    # an interrupted run writes
+    partial: dict[str, list[list[dict]]] = field(default_factory=dict)
 
     def __contains__(self, name: str) -> bool:
         return name in self.images or name in self.videos
@@ -76,6 +79,14 @@ class Finished:
         for name, frames in other.videos.items():
             if name not in self:
                 self.videos[name] = frames
+                self.partial.pop(name, None)
+        for name, frames in other.partial.items():
+            if name not in self and name not in self.partial:
+                self.partial[name] = frames
+
+    def partial_rows(self) -> list[dict]:
+        """The rows of the frames of videos cut short, video by video."""
+        return [r for frames in self.partial.values() for rows in frames for r in rows]
 
 
 def read_log(path: str | Path) -> Finished:
@@ -101,6 +112,9 @@ def read_log(path: str | Path) -> Finished:
                     done.images[name] = list(entry["people"])
             except (ValueError, KeyError, TypeError):
                 continue  # the last line of a killed run may be cut short
+    for name, frames in pending.items():
+        if name not in done:
+            done.partial[name] = [frames[n] for n in sorted(frames)]
     return done
 
 
