@@ -10,6 +10,10 @@ predicted with the W8 model of ../shared/data (its record's settings: input 192,
 - ``2 ranks``: ``torchrun --nproc-per-node=2``, each rank sequential (one thread, no worker),
   half the folder each. Scaling efficiency = its img/s / (2 x sequential img/s); goal >= 0.9.
 
+First the stages of one image are timed in this process on one thread (read and decode,
+preprocess, network + decoder, drawing, JPEG writing): the share outside the network bounds
+what the overlap can win (at most 1 / (1 - share) with a free core for the I/O).
+
 Rates are the command's own (images / seconds from the moment every rank has its model to the
 last image written: model loading excluded, worker start-up included). Runs are interleaved,
 ``--repeat`` times; the table gives each one's median and range.
@@ -48,6 +52,39 @@ def make_folder(folder: Path, n: int) -> None:
         (folder / f"{i:05d}_{src.name}").symlink_to(src)
 
 
+def stage_times(folder: Path, weights: Path, n: int = 24) -> dict[str, float]:
+    """Median ms per image of each stage of the sequential path, on one thread."""
+    import time
+
+    import cv2
+    import torch
+
+    from hrpose.overlap import read_source
+    from hrpose.predict import Predictor
+    from hrpose.viz.draw import draw_people
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    predictor = Predictor.from_weights(weights, device="cpu")
+    times: dict[str, list[float]] = {k: [] for k in ("read", "prepare", "network", "draw", "write")}
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in sorted(folder.iterdir())[:n]:
+            t = [time.perf_counter()]
+            image = read_source(str(path))
+            t.append(time.perf_counter())
+            prepared = predictor.prepare(image)
+            t.append(time.perf_counter())
+            people = predictor.predict_prepared([prepared])[0].people
+            t.append(time.perf_counter())
+            drawn = draw_people(image, people, predictor.spec)
+            t.append(time.perf_counter())
+            cv2.imwrite(str(Path(tmp) / "x.jpg"), drawn[:, :, ::-1])
+            t.append(time.perf_counter())
+            for k, a, b in zip(times, t, t[1:], strict=False):
+                times[k].append(1000 * (b - a))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def run(kind: str, folder: Path, out: Path, weights: Path) -> float:
     """img/s of one run of ``kind``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
@@ -80,6 +117,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         make_folder(folder, args.images)
+        stages = stage_times(folder, weights)
+        total = sum(stages.values())
+        share = 1 - stages["network"] / total
+        print("ms per image (median, one thread): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in stages.items()) + f"; outside the network {100 * share:.0f}%"
+              f" (overlap ceiling {1 / (1 - share):.2f}x)", flush=True)  # fmt: skip
         run("sequential", folder, Path(tmp) / "warm-up", weights)  # file cache, imports
         for r in range(args.repeat):
             for k in kinds:

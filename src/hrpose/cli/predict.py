@@ -471,7 +471,12 @@ def _run_items(predictor, items: list, out: Path, options: PredictOptions, gt: d
     # Rank 0 settles the earlier run's logs into predictions.jsonl (or removes them) while the
     # others wait; then every rank reads the same finished set and writes a log of its own.
     if job.is_main:
-        merge_logs(out) if options.resume else clear_logs(out)
+        if options.resume:
+            merge_logs(out)
+        else:
+            clear_logs(out)
+        # assembled again at the end: a stale one must not pass for this run's
+        (out / "predictions.json").unlink(missing_ok=True)
     dist_utils.barrier()
     finished = read_log(out / LOG_NAME) if options.resume else Finished()
     log = PredictionLog(out / (rank_log_name(job.rank) if job.sharded else LOG_NAME),
