@@ -121,6 +121,37 @@ def test_list_file_with_paths_and_urls(shared_data, coco_mini, tmp_path, capsys)
         main(["predict", f"@{listing}", "--weights", "random"])
 
 
+class _Store:
+    """The rendezvous store's add(), in one process."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}
+
+    def add(self, key: str, n: int) -> int:
+        self.values[key] = self.values.get(key, 0) + n
+        return self.values[key]
+
+
+def test_one_bar_on_rank_0_counts_every_rank() -> None:
+    """Rank 1 reports through the store; rank 0's bar shows the job's count, its lines name
+    the job's total, and rank 0 closes only once every rank is done."""
+    from hrpose.cli.sharded import Job, JobProgress
+
+    store, streams = _Store(), [io.StringIO(), io.StringIO()]
+    ranks = [JobProgress(Job(r, 2, store=store), 40, "predicting", "img", stream=streams[r],
+                         summary=True) for r in range(2)]  # fmt: skip
+    for _ in range(25):
+        ranks[1].update()
+    ranks[1].finish()
+    for _ in range(15):
+        ranks[0].update()
+    ranks[0].finish()
+    assert ranks[0].bar.n == 40 and streams[1].getvalue() == ""
+    lines = streams[0].getvalue().splitlines()
+    assert lines[0].startswith("predicting: 26/40 img, ") and "ETA" in lines[0]  # rank 1's 25 + 1
+    assert lines[-1].startswith("predicting: 40/40 img in ")  # 25 + 15, not rank 0's 15
+
+
 def _hrpose(n: int) -> list[str]:
     """`python -m hrpose` in one plain process (n=0) or under torchrun with n ranks."""
     if not n:

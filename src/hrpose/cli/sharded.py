@@ -90,10 +90,11 @@ class JobProgress:
     (a tqdm bar with rate and ETA on a terminal, a line per chunk in a log)."""
 
     def __init__(self, job: Job, total: int, desc: str, unit: str, *, initial: int = 0,
-                 enabled: bool = True, summary: bool = False) -> None:  # fmt: skip
+                 enabled: bool = True, summary: bool = False,
+                 stream: Any = None) -> None:  # fmt: skip
         self.job, self.total = job, total
         chunk = max(16, -(-max(total - initial, 0) // 10))
-        self.bar = ProgressBar(total, desc, unit, enabled=enabled and job.is_main,
+        self.bar = ProgressBar(total, desc, unit, enabled=enabled and job.is_main, stream=stream,
                                summary=summary, initial=initial, every=chunk)  # fmt: skip
         self._key = f"hrpose/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{desc}"
         self._initial = initial
