@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -293,7 +293,9 @@ def run_predict(
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         if camera:
-            return _camera(predictor, int(sources[0]), out, options)
+            from hrpose.cli.predict_video import camera as run_camera
+
+            return run_camera(predictor, int(sources[0]), out, options)
         return _run_items(predictor, items, out, options, gt, job)
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -342,9 +344,11 @@ def _ground_truth(path: str) -> dict:
     return out
 
 
-def _results(
+def result_rows(
     people, file_name: str, image_id: int, frame: int | None = None, ids: np.ndarray | None = None
 ) -> list[dict]:
+    """COCO result rows of one image or video frame, with its file name (and frame and track
+    ids for a video)."""
     from hrpose.evaluation.coco_results import people_to_coco
 
     rows = people_to_coco(people, image_id)
@@ -413,7 +417,7 @@ def _panel(image: np.ndarray, people, truth, spec, options: PredictOptions) -> n
 
 
 @dataclass
-class _Counts:
+class RunCounts:
     """What one rank did (summed over ranks for the summary)."""
 
     images: int = 0
@@ -447,6 +451,7 @@ def _run_items(predictor, items: list, out: Path, options: PredictOptions, gt: d
                job) -> int:  # fmt: skip
     """This rank's share of ``items``: images (decoded ahead by workers), then videos, each
     logged when finished; at the end rank 0 merges every rank's log into predictions.json."""
+    from hrpose.cli.predict_video import video_item
     from hrpose.cli.sharded import JobProgress, default_workers
     from hrpose.engine import distributed as dist_utils
     from hrpose.evaluation.pose import write_results
@@ -493,15 +498,15 @@ def _run_items(predictor, items: list, out: Path, options: PredictOptions, gt: d
                       initial=done_before, enabled=sum(weights) > 1)  # fmt: skip
     workers = default_workers(job) if options.workers is None else options.workers
     writer = WriteBehind(enabled=workers > 0)
-    counts = _Counts()
+    counts = RunCounts()
     dist_utils.barrier()  # the clock starts when every rank has its model and its share
     t0 = time.perf_counter()
     try:
         _image_share(predictor, [it for it in todo if it.kind == "image"], ids, out, options, gt,
                      log, writer, bar, counts, workers, single=len(items) == 1)  # fmt: skip
         for it in (it for it in todo if it.kind == "video"):
-            _video_item(predictor, it.source, it.name, out, options, log, writer, bar, counts,
-                        read_ahead_frames=workers > 0)  # fmt: skip
+            video_item(predictor, it.source, it.name, out, options, log, writer, bar, counts,
+                       read_ahead_frames=workers > 0)  # fmt: skip
         writer.close()
         bar.finish()
     except KeyboardInterrupt:
@@ -549,7 +554,7 @@ def _run_items(predictor, items: list, out: Path, options: PredictOptions, gt: d
 
 
 def _image_share(predictor, todo: list, ids: dict, out: Path, options: PredictOptions,
-                 gt: dict | None, log, writer, bar, counts: _Counts, workers: int,
+                 gt: dict | None, log, writer, bar, counts: RunCounts, workers: int,
                  single: bool) -> None:  # fmt: skip
     """Predict ``todo`` images: decoded and prepared ahead by ``workers``, drawn and logged
     behind by ``writer``."""
@@ -571,7 +576,7 @@ def _image_share(predictor, todo: list, ids: dict, out: Path, options: PredictOp
 
 
 def _finish_image(predictor, pred, image: np.ndarray, name: str, image_id: int, out: Path,
-                  options: PredictOptions, gt: dict | None, log, counts: _Counts,
+                  options: PredictOptions, gt: dict | None, log, counts: RunCounts,
                   single: bool) -> None:  # fmt: skip
     """Draw and write one image's outputs, then log it (finished only once written)."""
     import cv2
@@ -586,145 +591,10 @@ def _finish_image(predictor, pred, image: np.ndarray, name: str, image_id: int, 
         cv2.imwrite(str(out / f"{stem}_vs_gt.jpg"), panel[:, :, ::-1])
         counts.panels += 1
     _extras(pred, image, stem, out, options, predictor.spec)
-    log.add(name, _results(pred.people, name, image_id))
+    log.add(name, result_rows(pred.people, name, image_id))
     shown = _count(pred.people, predictor.spec, options)
     counts.images += 1
     counts.decoded += len(pred.people)
     counts.drawn += shown
     if single:
         print(f"{name}: {len(pred.people)} people decoded, {shown} drawn")
-
-
-def _predicted(predictor, frames: Iterable[np.ndarray], batch: int, max_frames: int | None):
-    """(frame, Prediction) in frame order, ``batch`` frames per network call (fewer at the end)."""
-    chunk: list[np.ndarray] = []
-    for n, frame in enumerate(frames):
-        if max_frames and n >= max_frames:
-            break
-        chunk.append(frame)
-        if len(chunk) >= batch:
-            yield from zip(chunk, predictor.predict_batch(chunk), strict=True)
-            chunk = []
-    if chunk:
-        yield from zip(chunk, predictor.predict_batch(chunk), strict=True)
-
-
-def _camera(predictor, index: int, out: Path, options: PredictOptions) -> int:
-    """A camera until it stops, --max-frames or Ctrl-C (its normal end): one process, its
-    frames logged as a video's; no --resume (a camera's frames cannot be read again)."""
-    from hrpose.evaluation.pose import write_results
-    from hrpose.evaluation.prediction_log import LOG_NAME, PredictionLog
-    from hrpose.overlap import WriteBehind
-
-    log = PredictionLog(out / LOG_NAME)
-    writer = WriteBehind()
-    counts = _Counts()
-    try:
-        _video_item(predictor, str(index), f"camera{index}", out, options, log, writer, None,
-                    counts, read_ahead_frames=False, camera=True)  # fmt: skip
-    finally:
-        writer.close()
-        log.close()
-    write_results(log.rows(), out / "predictions.json")
-    if counts.failed:
-        print(f"hrpose predict: {counts.failed[0]}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _video_item(predictor, source: str, name: str, out: Path, options: PredictOptions, log,
-                writer, bar, counts: _Counts, read_ahead_frames: bool,
-                camera: bool = False) -> None:  # fmt: skip
-    """One video in frame order (never split: the tracker needs its frames in order): the
-    network on this thread; drawing, H.264 encoding and the frame's log line behind it on
-    ``writer``; its end line once the video file is closed. Problems go to ``counts.failed``."""
-    from hrpose.overlap import read_ahead
-    from hrpose.predict import default_batch_frames
-    from hrpose.tracking import PoseTracker, Smoother
-    from hrpose.viz.video import VideoWriter, read_camera, read_video, video_info
-
-    try:
-        if camera:
-            frames, fps = read_camera(int(source), options.max_frames), 15.0
-        else:
-            fps, _ = video_info(source)
-            frames = read_video(source)
-    except VideoError as e:
-        counts.failed.append(str(e))
-        print(f"hrpose predict: {e}", file=sys.stderr)
-        return
-    stem = Path(name).stem
-    tracker = PoseTracker(predictor.spec.sigmas)
-    smoother = Smoother(fps) if options.smooth else None
-    video_path = out / f"{stem}_pose.mp4"
-    batch = options.batch_frames or (1 if camera else default_batch_frames(predictor.device))
-    video = VideoWriter(video_path, fps)
-    state = {"decoded": 0, "drawn": 0, "ids": set(), "rows": []}
-    t0 = time.perf_counter()
-    n = -1
-    try:
-        for n, (frame, pred) in enumerate(
-            _predicted(
-                predictor, read_ahead(frames, enabled=read_ahead_frames), batch, options.max_frames
-            )  # fmt: skip
-        ):
-            people = pred.people
-            ids = tracker.update(people.keypoints, people.scores)
-            if smoother is not None and len(people):
-                from hrpose.structures import People
-
-                people = People(smoother(people.keypoints, ids), people.scores, people.tags)
-            rows = _results(people, name, n, n, ids)
-            writer.submit(_finish_frame, predictor, video, frame, people, ids, rows, name, n,
-                          options, log, state)  # fmt: skip
-            if bar is not None:
-                bar.update()
-    except KeyboardInterrupt:
-        if not camera:
-            raise  # a video cut short is redone on resume
-        print("stopped by Ctrl-C", file=sys.stderr)
-    except VideoError as e:
-        counts.failed.append(str(e))
-        print(f"hrpose predict: {e}", file=sys.stderr)
-        writer.submit(video.close)
-        return
-    writer.submit(_finish_video, video, name, log, state)
-    writer.drain()
-    frames_done = n + 1
-    if frames_done == 0:
-        video_path.unlink(missing_ok=True)
-        msg = f"{source}: no frames could be read (empty video?)"
-        counts.failed.append(msg)
-        print(f"hrpose predict: {msg}", file=sys.stderr)
-        return
-    counts.videos += 1
-    counts.frames += frames_done
-    elapsed = time.perf_counter() - t0
-    print(
-        f"{frames_done} frames ({frames_done / elapsed:.1f} fps, {batch} per network batch) -> "
-        f"{video_path}: {state['decoded']} people decoded, {state['drawn']} drawn (score >= "
-        f"{options.person_threshold}, joints >= {options.joint_threshold}; "
-        f"{len(state['ids'])} track ids drawn); predictions.json keeps all {state['decoded']}"
-    )
-
-
-def _finish_frame(predictor, video, frame: np.ndarray, people, ids, rows: list[dict], name: str,
-                  n: int, options: PredictOptions, log, state: dict) -> None:  # fmt: skip
-    """Draw and encode one frame, then log it."""
-    from hrpose.viz.draw import draw_people, drawn_joints
-
-    video.write(draw_people(frame, people, predictor.spec, ids, **options.drawing()))
-    if len(people):
-        shown = drawn_joints(people, spec=predictor.spec, **options.drawing()).any(axis=1)
-        state["ids"].update(int(i) for i in np.asarray(ids)[shown])
-        state["drawn"] += int(shown.sum())
-    state["decoded"] += len(people)
-    state["rows"].append(rows)
-    log.add_frame(name, n, rows)
-
-
-def _finish_video(video, name: str, log, state: dict) -> None:
-    """Close the video file, then write the video's end line (it is finished only now)."""
-    video.close()
-    if state["rows"]:
-        log.finish_video(name, state["rows"])
