@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -85,8 +86,9 @@ def stage_times(folder: Path, weights: Path, n: int = 24) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def run(kind: str, folder: Path, out: Path, weights: Path) -> float:
-    """img/s of one run of ``kind``."""
+def run(kind: str, folder: Path, out: Path, weights: Path) -> tuple[float, float]:
+    """(img/s, CPU seconds of all its processes, start-up included) of one run of ``kind``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     hrpose = [sys.executable, "-m", "hrpose"]
     if kind == "2 ranks":
@@ -101,7 +103,9 @@ def run(kind: str, folder: Path, out: Path, weights: Path) -> float:
         raise SystemExit(
             f"{kind} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
         )
-    return float(found[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return float(found[-1]), cpu
 
 
 def main() -> int:
@@ -114,6 +118,7 @@ def main() -> int:
         raise SystemExit(f"{weights} missing: set HRPOSE_SHARED_DATA to the shared data folder")
     kinds = ("sequential", "overlap", "2 ranks")
     rates: dict[str, list[float]] = {k: [] for k in kinds}
+    cpu: dict[str, list[float]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         make_folder(folder, args.images)
@@ -126,16 +131,19 @@ def main() -> int:
         run("sequential", folder, Path(tmp) / "warm-up", weights)  # file cache, imports
         for r in range(args.repeat):
             for k in kinds:
-                rates[k].append(run(k, folder, Path(tmp) / f"{k}-{r}", weights))
-                print(f"run {r + 1}: {k}: {rates[k][-1]:.2f} img/s", flush=True)
+                rate, seconds = run(k, folder, Path(tmp) / f"{k}-{r}", weights)
+                rates[k].append(rate)
+                cpu[k].append(seconds)
+                print(f"run {r + 1}: {k}: {rate:.2f} img/s, {seconds:.1f} CPU s", flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     cpus = len(os.sched_getaffinity(0))
     load = os.getloadavg()[0]
     print(f"\n{args.images} images, W8 at its record's input 192, {cpus} CPUs, load {load:.1f}")
-    print("| run | img/s median | range | vs sequential |\n|---|---|---|---|")
+    print("| run | img/s median | range | vs sequential | CPU s per run (median, start-up "
+          "included) |\n|---|---|---|---|---|")  # fmt: skip
     for k in kinds:
         print(f"| {k} | {med[k]:.2f} | {min(rates[k]):.2f}-{max(rates[k]):.2f} | "
-              f"{med[k] / med['sequential']:.2f}x |")  # fmt: skip
+              f"{med[k] / med['sequential']:.2f}x | {statistics.median(cpu[k]):.1f} |")  # fmt: skip
     per_run = [
         two / (2 * one) for one, two in zip(rates["sequential"], rates["2 ranks"], strict=True)
     ]
