@@ -125,17 +125,17 @@ def test_folder_run_killed_and_resumed_matches_an_unbroken_run(shared_data, tmp_
     full = json.loads((tmp_path / "full" / "predictions.json").read_text())
     assert len(full) > 4
     calls = {"n": 0}
-    predict = Predictor.predict
+    predict = Predictor.predict_prepared
 
-    def interrupted(self, image):
+    def interrupted(self, prepared):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return predict(self, image)
+        return predict(self, prepared)
 
     out = tmp_path / "cut"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Predictor, "predict", interrupted)
+        mp.setattr(Predictor, "predict_prepared", interrupted)
         assert main([*argv, "--output", str(out)]) == 130
     lines = (out / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 2

@@ -212,3 +212,40 @@ def test_cli_errors(tmp_path, capsys) -> None:
     assert main(["predict", "9", "--weights", "random", "--input-size", "64",
                  "--output", str(tmp_path / "o")]) == 1  # fmt: skip
     assert "camera 9 is not available" in capsys.readouterr().err
+
+
+def test_videos_killed_and_resumed_redo_only_the_video_cut_short(trained, coco_mini, tmp_path):
+    """Two videos; Ctrl-C in the second keeps the first (its end line) and the second's frames
+    so far in predictions.json; --resume skips the first and redoes the second from frame 0:
+    predictions.json equals an unbroken run's, no frame line twice."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _shifted_video(coco_mini, videos / "a.mp4", frames=3, step=2.0)
+    _shifted_video(coco_mini, videos / "b.mp4", frames=4, step=3.0)
+    argv = ["predict", str(videos), "--weights", str(trained), "--config", str(CONFIG),
+            "--device", "cpu"]  # fmt: skip
+    assert main([*argv, "--output", str(tmp_path / "full")]) == 0
+    full = json.loads((tmp_path / "full" / "predictions.json").read_text())
+    assert {r["file_name"] for r in full} == {"a.mp4", "b.mp4"}
+    batch, calls = Predictor.predict_batch, {"n": 0}
+
+    def interrupted(self, images):
+        calls["n"] += 1
+        if calls["n"] == 3 + 3:  # the third frame of b.mp4
+            raise KeyboardInterrupt
+        return batch(self, images)
+
+    out = tmp_path / "cut"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Predictor, "predict_batch", interrupted)
+        assert main([*argv, "--output", str(out)]) == 130
+    cut = json.loads((out / "predictions.json").read_text())
+    assert {r["frame"] for r in cut if r["file_name"] == "b.mp4"} == {0, 1}
+    lines = [json.loads(t) for t in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [e["file_name"] for e in lines if e.get("finished")] == ["a.mp4"]
+    assert main([*argv, "--output", str(out), "--resume"]) == 0
+    resumed = json.loads((out / "predictions.json").read_text())
+    assert resumed == full  # the same order too: videos by name, frames in order
+    lines = [json.loads(t) for t in (out / "predictions.jsonl").read_text().splitlines()]
+    frames = [(e["file_name"], e["frame"]) for e in lines if "frame" in e]
+    assert frames == [("a.mp4", n) for n in range(3)] + [("b.mp4", n) for n in range(4)]

@@ -37,6 +37,7 @@ from hrpose.structures import InferenceSettings, People
 
 __all__ = [
     "AUTOCAST_DTYPES", "BATCH_FRAMES", "PRECISIONS", "WEIGHTS_HELP", "Prediction", "Predictor",
+    "PreparedImage", "prepare_image",
     "cpu_has_native_bf16", "default_batch_frames", "fast_options", "spec_to_dict",
 ]  # fmt: skip
 
@@ -48,6 +49,36 @@ class Prediction:
     people: People
     outputs: list[torch.Tensor] = field(default_factory=list)  # scale 1, batch 1
     transform: Transform | None = None  # scale 1: image -> network input
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One image made ready for the network: per scale the normalised (3, h, w) input and its
+    image -> input :class:`Transform`. Plain tensors and numbers, so a DataLoader worker can
+    make it ahead of the network (:func:`prepare_image`)."""
+
+    inputs: tuple[torch.Tensor, ...]
+    transforms: tuple[Transform, ...]
+    image_size: tuple[int, int]  # (width, height) of the RGB image
+    input_size: int
+    scales: tuple[float, ...]
+
+
+def prepare_image(image: np.ndarray, input_size: int, scales: Sequence[float]) -> PreparedImage:
+    """:class:`PreparedImage` of an RGB uint8 (H, W, 3) image: the preprocessing of every
+    :class:`Predictor` call, as a function of values only (runs in worker processes)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+    min_scale = min(scales)
+    pairs = [preprocess(image, input_size, s, min_scale) for s in scales]
+    return PreparedImage(
+        tuple(t for t, _ in pairs),
+        tuple(tr for _, tr in pairs),
+        (image.shape[1], image.shape[0]),
+        int(input_size),
+        tuple(float(s) for s in scales),
+    )
 
 
 def resolve_settings(
@@ -169,21 +200,28 @@ class Predictor:
         """Network outputs (float32) per scale for the image and (flip test) its mirror."""
         return self.forward_batch([image])[0]
 
-    @torch.inference_mode()
     def forward_batch(
         self, images: Sequence[np.ndarray]
     ) -> list[tuple[list, list | None, list[torch.Tensor]]]:
         """``forward`` of each same-size image, as one network batch per scale (with the mirrors
         in the same batch when ``batch_flip``), so a GPU runs few large calls instead of many."""
-        n = len(images)
         if len({np.shape(im) for im in images}) > 1:
             raise ValueError("forward_batch needs images of one size; got several")
+        return self.forward_prepared([self.prepare(im) for im in images])
+
+    @torch.inference_mode()
+    def forward_prepared(
+        self, prepared: Sequence[PreparedImage]
+    ) -> list[tuple[list, list | None, list[torch.Tensor]]]:
+        """:meth:`forward_batch` of images already through :meth:`prepare` (e.g. in DataLoader
+        workers): one network batch per scale."""
+        n = len(prepared)
+        if len({p.image_size for p in prepared}) > 1:
+            raise ValueError("forward_prepared needs images of one size; got several")
         outs: list[list] = [[] for _ in range(n)]
         flips: list[list] = [[] for _ in range(n)]
-        min_scale = min(self.params.scales)
-        for s in self.params.scales:
-            batch = torch.stack([preprocess(im, self.input_size, s, min_scale)[0] for im in images])
-            batch = batch.to(self.device)
+        for si in range(len(self.params.scales)):
+            batch = torch.stack([p.inputs[si] for p in prepared]).to(self.device)
             if self.params.flip and self.batch_flip:
                 y = self._run(torch.cat([batch, torch.flip(batch, [3])]))
                 y, y_flip = [t[:n] for t in y], [t[n:] for t in y]
@@ -215,30 +253,34 @@ class Predictor:
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[Prediction]:
         """``predict`` of each same-size RGB uint8 image (e.g. video frames) with one network
         batch per scale; the same people as one ``predict`` call per image."""
-        for image in images:
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ValueError(
-                    f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}"
-                )
-        if not images:
+        return self.predict_prepared([self.prepare(image) for image in images])
+
+    def prepare(self, image: np.ndarray) -> PreparedImage:
+        """The network inputs of one RGB uint8 image under this predictor's settings."""
+        return prepare_image(image, self.input_size, self.params.scales)
+
+    def predict_prepared(self, prepared: Sequence[PreparedImage]) -> list[Prediction]:
+        """:meth:`predict_batch` of images already through :meth:`prepare` (same people: the
+        one code path both take)."""
+        if not prepared:
             return []
-        min_scale = min(self.params.scales)
-        size = (images[0].shape[1], images[0].shape[0])
-        # the geometry preprocess used, one Transform per scale (cheap: no warp)
-        transforms = [
-            Transform.for_image(size, self.input_size, s, min_scale) for s in self.params.scales
-        ]
-        scale1 = transforms[self.params.scales.index(1.0)]
+        scales = tuple(self.params.scales)
+        for p in prepared:
+            if p.input_size != self.input_size or p.scales != scales:
+                raise ValueError(
+                    f"an image prepared for input {p.input_size}, scales {list(p.scales)} given to "
+                    f"a predictor of input {self.input_size}, scales {list(scales)}"
+                )
         preds = []
-        for outs, flips, first in self.forward_batch(images):
+        for p, (outs, flips, first) in zip(prepared, self.forward_prepared(prepared), strict=True):
             people = decode(
                 outs,
-                transforms,
+                list(p.transforms),
                 flip_outputs=flips,
                 spec=self.spec,
                 params=self.params.decode_params(),
             )
-            preds.append(Prediction(people, first, scale1))
+            preds.append(Prediction(people, first, p.transforms[scales.index(1.0)]))
         return preds
 
     def __call__(self, image: np.ndarray) -> People:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from hrpose.data.images import ImageReadError, list_images, read_image
 from hrpose.skeleton import KeypointSpec
 from hrpose.viz.draw import JOINT_THRESHOLD, LIMB_RATIO, PERSON_THRESHOLD
-from hrpose.viz.video import VIDEO_SUFFIXES, VideoError
+from hrpose.viz.video import VideoError
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class PredictOptions:
     max_frames: int | None = None
     batch_frames: int | None = None
     ground_truth: str | None = None  # a COCO keypoints file: also write *_vs_gt.jpg panels
-    resume: bool = False  # images: skip those predictions.jsonl of an earlier run holds
+    resume: bool = False  # skip the images and videos predictions*.jsonl already hold
+    workers: int | None = None  # decoding workers ahead of the network (None: per CPU count)
 
     def drawing(self) -> dict:
         """The thresholds as draw_people and drawn_joints take them."""
@@ -49,13 +51,21 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hrpose predict",
         allow_abbrev=False,
-        description="Multi-person poses on an image, a folder of images, a video file or a "
-        "camera (an integer index). Writes annotated images / an H.264 video, one COCO-style "
+        description="Multi-person poses on images, folders, video files, list files or a "
+        "camera (an integer index). Writes annotated images / H.264 videos, predictions.jsonl "
+        "(a line per finished image and video frame, flushed at once), one COCO-style "
         "predictions.json and settings.json (the model record and the settings used) per run. "
         "The settings come from the model file's record, then --config's inference section, "
-        "then flags.",
+        "then flags. Under torchrun (--nproc-per-node=N) each rank predicts its share (a video "
+        "never split) and rank 0 merges the outputs.",
     )
-    p.add_argument("source", help="image, folder, video file, or camera index (e.g. 0)")
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="source",
+        help="image, folder (its images and videos), video file, http(s) URL, @list.txt (one "
+        "path or URL a line), or a camera index (e.g. 0, alone)",
+    )
     add_common(
         p,
         "checkpoint (official, mmpose 0.x or hrpose), .onnx, an http(s) URL, a registered "
@@ -100,8 +110,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="images and folders: skip the images predictions.jsonl (one line per finished "
-        "image, kept on Ctrl-C or a crash) already holds; predictions.json is assembled from it",
+        help="skip the images and finished videos that predictions.jsonl (and a sharded "
+        "run's predictions.rank*.jsonl) already hold, kept on Ctrl-C, SIGTERM or a crash; a "
+        "video cut short is redone; predictions.json is assembled from the lines",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="DataLoader workers that decode and preprocess images ahead of the network, with "
+        "drawing and writing on a thread behind it; 0: everything in turn on one thread (the "
+        "old path); default: the CPUs per rank less one, at most 4",
     )
     p.add_argument("--heatmaps", action="store_true", help="also write a per-joint heatmap grid")
     p.add_argument("--tags", action="store_true", help="also write a tag-embedding plot")
@@ -131,9 +151,8 @@ def _parser() -> argparse.ArgumentParser:
 def build_predictor(args: argparse.Namespace, overrides: list[str]):
     """The model of --weights (or the config's inference.ckpt_path, else the default registered
     model) with its record's settings, overridden by --config's inference section and flags."""
-    import torch
-
     from hrpose.cli.options import command_config, resolve_inference
+    from hrpose.cli.sharded import job_device
     from hrpose.config.schema import PoseTrainConfig
     from hrpose.hub import DEFAULT_POSE
     from hrpose.loading import load_model
@@ -144,7 +163,7 @@ def build_predictor(args: argparse.Namespace, overrides: list[str]):
     if not weights:
         weights = DEFAULT_POSE
         print(f"no --weights: using the default registered model {weights} (`hrpose weights list`)")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = job_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
     loaded = load_model(weights, device=device, backend=args.backend)
     settings, source = resolve_inference(loaded.record.inference, args, overrides)
     kw: dict = {"params": settings, "device": device}
@@ -159,18 +178,8 @@ def _options(args: argparse.Namespace) -> PredictOptions:
     return PredictOptions(
         args.person_threshold, args.joint_threshold, args.limb_ratio, args.heatmaps, args.tags,
         args.smooth, args.max_frames, args.batch_frames, args.ground_truth, args.resume,
+        args.workers,
     )  # fmt: skip
-
-
-def _kind(source: str) -> str:
-    if source.isdigit():
-        return "camera"
-    path = Path(source)
-    if path.is_dir():
-        return "folder"
-    if not path.exists():
-        raise SystemExit(f"hrpose predict: {source}: no such file, folder or camera index")
-    return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
 
 
 def image_ids(paths: list[Path]) -> list[int]:
@@ -190,6 +199,7 @@ def image_ids(paths: list[Path]) -> list[int]:
 
 def main(argv: list[str]) -> int:
     from hrpose.cli.options import parse
+    from hrpose.cli.sharded import end_job, job_device, start_job
     from hrpose.config.load import ConfigError
     from hrpose.models import WeightsError
 
@@ -197,21 +207,69 @@ def main(argv: list[str]) -> int:
     args, overrides = parse(p, argv, ("inference",))
     if args.batch_frames is not None and args.batch_frames < 1:
         raise SystemExit(f"hrpose predict: --batch-frames must be >= 1, got {args.batch_frames}")
-    _kind(args.source)
+    if args.workers is not None and args.workers < 0:
+        raise SystemExit(f"hrpose predict: --workers must be >= 0, got {args.workers}")
+    _check_sources(args.sources)
+    import torch
+
+    job = start_job(torch.device(job_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))))
     try:
-        predictor, source = build_predictor(args, overrides)
-    except (ConfigError, WeightsError, ValueError, RuntimeError) as e:
-        print(f"hrpose predict: {e}", file=sys.stderr)
-        return 2
-    return run_predict(predictor, args.source, Path(args.output), _options(args), source)
+        try:
+            predictor, source = build_predictor(args, overrides)
+        except (ConfigError, WeightsError, ValueError, RuntimeError) as e:
+            print(f"hrpose predict: {e}", file=sys.stderr)
+            return 2
+        return run_predict(predictor, args.sources, Path(args.output), _options(args), source,
+                           job=job)  # fmt: skip
+    finally:
+        end_job(job)
+
+
+def _check_sources(sources: Sequence[str]) -> None:
+    """A camera index stands alone; the other sources must exist (named before any loading)."""
+    from hrpose.cli.predict_sources import expand_sources
+
+    cameras = [s for s in sources if s.isdigit()]
+    if cameras and len(sources) > 1:
+        raise SystemExit("hrpose predict: a camera index is a source of its own; give it alone")
+    if not cameras:
+        expand_sources(sources)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (a scheduler ending the job): stop as Ctrl-C does, keeping what is finished."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped
 
 
 def run_predict(
-    predictor, source: str, out: Path, options: PredictOptions, set_by: dict | None = None
+    predictor,
+    sources: str | Sequence[str],
+    out: Path,
+    options: PredictOptions,
+    set_by: dict | None = None,
+    job=None,
 ) -> int:
-    """Predict on an image, folder, video or camera index; write the drawings,
-    predictions.json and settings.json to ``out``. Returns the exit status."""
-    kind = _kind(source)
+    """Predict on images, folders, videos, list files or a camera index; write the drawings,
+    predictions.jsonl, predictions.json and settings.json to ``out``. In a sharded ``job``
+    (:func:`hrpose.cli.sharded.start_job`) each rank takes its share and rank 0 merges the
+    outputs. Returns the exit status."""
+    from hrpose.cli.predict_sources import expand_sources
+    from hrpose.cli.sharded import Job
+
+    job = job or Job()
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    camera = len(sources) == 1 and sources[0].isdigit()
+    if camera and job.sharded:
+        print("hrpose predict: a camera is one process's source; run it without torchrun",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    items = [] if camera else expand_sources(sources)
+    if not camera and not items:
+        print(f"hrpose predict: no images or videos in {' '.join(sources)}", file=sys.stderr)
+        return 1
     gt = _ground_truth(options.ground_truth) if options.ground_truth else None
     if gt and next(iter(gt.values())).keypoints.shape[1] != predictor.spec.num_joints:
         k = next(iter(gt.values())).keypoints.shape[1]
@@ -220,23 +278,27 @@ def run_predict(
               file=sys.stderr)  # fmt: skip
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    write_settings(out / "settings.json", predictor, options, set_by)
-    dp = predictor.params
-    print(
-        f"model: {predictor.description}; input {dp.input_size}, flip {dp.flip}, "
-        f"detection threshold {dp.detection_threshold}, tag threshold {dp.tag_threshold}, "
-        f"max people {dp.max_people}, adjust {dp.adjust}, refine {dp.refine}; drawing people "
-        f"with score >= {options.person_threshold} and joints >= {options.joint_threshold}, "
-        f"limbs up to {options.limb_ratio}x the reference; writing to {out}"
-    )
-    if kind in ("image", "folder"):
-        paths = [Path(source)] if kind == "image" else list_images(source)
-        return _images(predictor, paths, out, options, gt)
+    if job.is_main:
+        write_settings(out / "settings.json", predictor, options, set_by)
+        dp = predictor.params
+        ranks = f" on {job.world_size} ranks" if job.sharded else ""
+        print(
+            f"model: {predictor.description}; input {dp.input_size}, flip {dp.flip}, "
+            f"detection threshold {dp.detection_threshold}, tag threshold {dp.tag_threshold}, "
+            f"max people {dp.max_people}, adjust {dp.adjust}, refine {dp.refine}; drawing "
+            f"people with score >= {options.person_threshold} and joints >= "
+            f"{options.joint_threshold}, limbs up to {options.limb_ratio}x the reference; "
+            f"writing to {out}{ranks}"
+        )
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        return _video(predictor, source, kind, out, options)
-    except VideoError as e:
-        print(f"hrpose predict: {e}", file=sys.stderr)
-        return 1
+        if camera:
+            from hrpose.cli.predict_video import camera as run_camera
+
+            return run_camera(predictor, int(sources[0]), out, options)
+        return _run_items(predictor, items, out, options, gt, job)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def write_settings(path: Path, predictor, options: PredictOptions, set_by: dict | None) -> None:
@@ -282,9 +344,11 @@ def _ground_truth(path: str) -> dict:
     return out
 
 
-def _results(
+def result_rows(
     people, file_name: str, image_id: int, frame: int | None = None, ids: np.ndarray | None = None
 ) -> list[dict]:
+    """COCO result rows of one image or video frame, with its file name (and frame and track
+    ids for a video)."""
     from hrpose.evaluation.coco_results import people_to_coco
 
     rows = people_to_coco(people, image_id)
@@ -352,152 +416,185 @@ def _panel(image: np.ndarray, people, truth, spec, options: PredictOptions) -> n
     )  # fmt: skip
 
 
-def _images(
-    predictor, paths: list[Path], out: Path, options: PredictOptions, gt: dict | None = None
-) -> int:
-    import cv2
+@dataclass
+class RunCounts:
+    """What one rank did (summed over ranks for the summary)."""
 
-    from hrpose.evaluation.prediction_log import PredictionLog
-    from hrpose.progress import ProgressBar
-    from hrpose.viz.draw import draw_people
+    images: int = 0
+    videos: int = 0
+    frames: int = 0
+    decoded: int = 0  # people on images (a video's are in its own line)
+    drawn: int = 0
+    panels: int = 0
+    failed: list[str] = field(default_factory=list)
 
-    failed: list[str] = []
-    decoded = drawn = panels = 0
-    thresholds = options.drawing()
-    ids = image_ids(paths)
-    log = PredictionLog(out / "predictions.jsonl", resume=options.resume)
-    todo = [(n, p) for n, p in enumerate(paths) if p.name not in log]
-    if len(todo) < len(paths):
-        print(f"--resume: {len(paths) - len(todo)} image(s) already done in {log.path}")
-    # a bar on a terminal; in a log nothing until the summary line below (no redraws)
-    bar = ProgressBar(len(todo), "predicting", "img", enabled=len(todo) > 1, summary=False)
-    try:
-        for n, path in todo:
-            bar.update()
+
+def _weights(items: list, max_frames: int | None) -> list[int]:
+    """Work per item for the shards and the bar: 1 an image, its frame count a video (1 when
+    unknown or unreadable: the error is reported when it is predicted)."""
+    from hrpose.viz.video import video_info
+
+    out = []
+    for it in items:
+        frames = 1
+        if it.kind == "video":
             try:
-                image = read_image(path)
-            except ImageReadError as e:
-                failed.append(str(e))
-                print(f"skipped {e}", file=sys.stderr)
-                continue
-            pred = predictor.predict(image)
-            pose = draw_people(image, pred.people, predictor.spec, **thresholds)
-            cv2.imwrite(str(out / f"{path.stem}_pose.jpg"), pose[:, :, ::-1])
-            if gt is not None and path.name in gt:
-                panel = _panel(image, pred.people, gt[path.name], predictor.spec, options)
-                cv2.imwrite(str(out / f"{path.stem}_vs_gt.jpg"), panel[:, :, ::-1])
-                panels += 1
-            _extras(pred, image, path.stem, out, options, predictor.spec)
-            log.add(path.name, _results(pred.people, path.name, ids[n]))
-            decoded += len(pred.people)
-            shown = _count(pred.people, predictor.spec, options)
-            drawn += shown
-            if len(paths) == 1:
-                print(f"{path.name}: {len(pred.people)} people decoded, {shown} drawn")
+                frames = video_info(it.source)[1] or 1
+            except VideoError:
+                frames = 1
+            frames = min(frames, max_frames) if max_frames else frames
+        out.append(max(1, frames))
+    return out
+
+
+def _run_items(predictor, items: list, out: Path, options: PredictOptions, gt: dict | None,
+               job) -> int:  # fmt: skip
+    """This rank's share of ``items``: images (decoded ahead by workers), then videos, each
+    logged when finished; at the end rank 0 merges every rank's log into predictions.json."""
+    from hrpose.cli.predict_video import video_item
+    from hrpose.cli.sharded import JobProgress, default_workers
+    from hrpose.engine import distributed as dist_utils
+    from hrpose.evaluation.pose import write_results
+    from hrpose.evaluation.prediction_log import (
+        LOG_NAME,
+        Finished,
+        PredictionLog,
+        clear_logs,
+        logs_in,
+        merge_logs,
+        rank_log_name,
+        read_log,
+        read_logs,
+    )  # fmt: skip
+    from hrpose.overlap import WriteBehind
+    from hrpose.sharding import shard
+
+    weights = _weights(items, options.max_frames)
+    image_items = [it for it in items if it.kind == "image"]
+    ids = dict(zip([it.name for it in image_items],
+                   image_ids([Path(it.name) for it in image_items]), strict=True))  # fmt: skip
+    # Rank 0 settles the earlier run's logs into predictions.jsonl (or removes them) while the
+    # others wait; then every rank reads the same finished set and writes a log of its own.
+    if job.is_main:
+        if options.resume:
+            merge_logs(out)
+        else:
+            clear_logs(out)
+        # assembled again at the end: a stale one must not pass for this run's
+        (out / "predictions.json").unlink(missing_ok=True)
+    dist_utils.barrier()
+    finished = read_log(out / LOG_NAME) if options.resume else Finished()
+    log = PredictionLog(out / (rank_log_name(job.rank) if job.sharded else LOG_NAME),
+                        keep=None if job.sharded else finished)  # fmt: skip
+    mine = shard(items, job.rank, job.world_size, weights)
+    todo = [it for it in mine if it.name not in finished]
+    done_before = sum(w for it, w in zip(items, weights, strict=True) if it.name in finished)
+    n_done = sum(it.name in finished for it in items)
+    if n_done and job.is_main:
+        print(f"--resume: {n_done} of {len(items)} image(s)/video(s) already done in "
+              f"{out / LOG_NAME}")  # fmt: skip
+    has_video = any(it.kind == "video" for it in items)
+    bar = JobProgress(job, sum(weights), "predicting", "frame" if has_video else "img",
+                      initial=done_before, enabled=sum(weights) > 1)  # fmt: skip
+    workers = default_workers(job) if options.workers is None else options.workers
+    writer = WriteBehind(enabled=workers > 0)
+    counts = RunCounts()
+    dist_utils.barrier()  # the clock starts when every rank has its model and its share
+    t0 = time.perf_counter()
+    try:
+        _image_share(predictor, [it for it in todo if it.kind == "image"], ids, out, options, gt,
+                     log, writer, bar, counts, workers, single=len(items) == 1)  # fmt: skip
+        for it in (it for it in todo if it.kind == "video"):
+            video_item(predictor, it.source, it.name, out, options, log, writer, bar, counts,
+                       read_ahead_frames=workers > 0)  # fmt: skip
+        writer.close()
+        bar.finish()
     except KeyboardInterrupt:
+        writer.close()  # the drawings already queued are finished work: keep them
+        bar.close()
+        log.close()
+        if not job.sharded:  # what is finished, and the frames of a video cut short
+            kept = read_logs(logs_in(out))
+            write_results(kept.rows([it.name for it in items]) + kept.partial_rows(),
+                          out / "predictions.json")  # fmt: skip
         print(
-            f"stopped by Ctrl-C: {len(log.done)} of {len(paths)} image(s) done are kept in "
-            f"{log.path}; rerun the same command with --resume to finish",
+            f"stopped by {'SIGTERM' if isinstance(sys.exc_info()[1], Stopped) else 'Ctrl-C'}: "
+            f"{log.added} image(s)/video(s) finished here are kept in {log.path}; rerun the same "
+            "command with --resume to finish",
             file=sys.stderr,
         )
         return 130
     finally:
-        bar.close()
+        writer.close()
         log.close()
-        kept = log.rows([p.name for p in paths])
-        (out / "predictions.json").write_text(json.dumps(kept))
-    done = len(todo) - len(failed)
-    extra = f", {panels} prediction | ground truth panels *_vs_gt.jpg" if gt is not None else ""
-    print(
-        f"{done} image(s) -> {out}: {decoded} people decoded, {drawn} drawn (score >= "
-        f"{options.person_threshold}, joints >= {options.joint_threshold}) on *_pose.jpg{extra}; "
-        f"predictions.json keeps all {len(kept)}"
-    )
+    elapsed = time.perf_counter() - t0
+    names = ("images", "videos", "frames", "decoded", "drawn", "panels")
+    totals = dist_utils.reduce_sum({k: getattr(counts, k) for k in names})
+    failed = [f for part in dist_utils.gather_objects(counts.failed) for f in part]  # type: ignore[union-attr]
+    dist_utils.barrier()  # every rank's log is complete
+    if not job.is_main:
+        return 1 if failed else 0
+    kept = merge_logs(out).rows([it.name for it in items])
+    write_results(kept, out / "predictions.json")
+    if image_items:
+        n = int(totals["images"])
+        panels = int(totals["panels"])
+        extra = f", {panels} prediction | ground truth panels *_vs_gt.jpg" if gt else ""
+        ranks = f" on {job.world_size} ranks" if job.sharded else ""
+        print(
+            f"{n} image(s) -> {out}: {int(totals['decoded'])} people decoded, "
+            f"{int(totals['drawn'])} drawn (score >= {options.person_threshold}, joints >= "
+            f"{options.joint_threshold}) on *_pose.jpg{extra}; predictions.json keeps all "
+            f"{len(kept)}; {elapsed:.1f} s{ranks} ({n / max(elapsed, 1e-9):.2f} img/s)"
+        )
     if failed:
         print(f"{len(failed)} failed:\n  " + "\n  ".join(failed), file=sys.stderr)
         return 1
     return 0
 
 
-def _predicted(predictor, frames: Iterable[np.ndarray], batch: int, max_frames: int | None):
-    """(frame, Prediction) in frame order, ``batch`` frames per network call (fewer at the end)."""
-    chunk: list[np.ndarray] = []
-    for n, frame in enumerate(frames):
-        if max_frames and n >= max_frames:
-            break
-        chunk.append(frame)
-        if len(chunk) >= batch:
-            yield from zip(chunk, predictor.predict_batch(chunk), strict=True)
-            chunk = []
-    if chunk:
-        yield from zip(chunk, predictor.predict_batch(chunk), strict=True)
+def _image_share(predictor, todo: list, ids: dict, out: Path, options: PredictOptions,
+                 gt: dict | None, log, writer, bar, counts: RunCounts, workers: int,
+                 single: bool) -> None:  # fmt: skip
+    """Predict ``todo`` images: decoded and prepared ahead by ``workers``, drawn and logged
+    behind by ``writer``."""
+    from hrpose.overlap import prepared_images
+
+    s = predictor.params
+    loaded = prepared_images([it.source for it in todo], s.input_size, s.scales, workers)
+    for item in loaded:
+        it = todo[item.index]
+        if item.error is not None:
+            counts.failed.append(item.error)
+            print(f"skipped {item.error}", file=sys.stderr)
+            bar.update()
+            continue
+        pred = predictor.predict_prepared([item.prepared])[0]
+        writer.submit(_finish_image, predictor, pred, item.image, it.name, ids[it.name], out,
+                      options, gt, log, counts, single)  # fmt: skip
+        bar.update()
 
 
-def _video(predictor, source: str, kind: str, out: Path, options: PredictOptions) -> int:
-    from hrpose.predict import default_batch_frames
-    from hrpose.progress import ProgressBar
-    from hrpose.tracking import PoseTracker, Smoother
-    from hrpose.viz.draw import draw_people, drawn_joints
-    from hrpose.viz.video import VideoWriter, read_camera, read_video, video_info
+def _finish_image(predictor, pred, image: np.ndarray, name: str, image_id: int, out: Path,
+                  options: PredictOptions, gt: dict | None, log, counts: RunCounts,
+                  single: bool) -> None:  # fmt: skip
+    """Draw and write one image's outputs, then log it (finished only once written)."""
+    import cv2
 
-    if kind == "camera":
-        frames, fps, total, stem = (
-            read_camera(int(source), options.max_frames),
-            15.0,
-            None,
-            f"camera{source}",
-        )
-    else:
-        fps, total = video_info(source)
-        frames, stem = read_video(source), Path(source).stem
-        if options.max_frames:
-            total = min(total or options.max_frames, options.max_frames)
-    tracker = PoseTracker(predictor.spec.sigmas)
-    smoother = Smoother(fps) if options.smooth else None
-    rows: list[dict] = []
-    decoded = drawn = 0
-    drawn_ids: set[int] = set()
-    video_path = out / f"{stem}_pose.mp4"
-    batch = options.batch_frames or (
-        1 if kind == "camera" else default_batch_frames(predictor.device)
-    )
-    t0 = time.perf_counter()
-    with VideoWriter(video_path, fps) as writer:
-        bar = ProgressBar(total or None, "predicting", "frame", summary=False)
-        try:
-            for n, (frame, pred) in enumerate(
-                _predicted(predictor, frames, batch, options.max_frames)
-            ):
-                people = pred.people
-                ids = tracker.update(people.keypoints, people.scores)
-                if smoother is not None and len(people):
-                    from hrpose.structures import People
+    from hrpose.viz.draw import draw_people
 
-                    people = People(smoother(people.keypoints, ids), people.scores, people.tags)
-                writer.write(draw_people(frame, people, predictor.spec, ids, **options.drawing()))
-                if len(people):
-                    shown = drawn_joints(people, spec=predictor.spec, **options.drawing())
-                    drawn_ids.update(int(i) for i in np.asarray(ids)[shown.any(axis=1)])
-                    drawn += int(shown.any(axis=1).sum())
-                decoded += len(people)
-                rows += _results(people, Path(source).name if kind != "camera" else stem, n, n, ids)
-                bar.update()
-        except KeyboardInterrupt:
-            print("stopped by Ctrl-C", file=sys.stderr)
-        finally:
-            bar.close()
-        frames_done = writer.frames
-    (out / "predictions.json").write_text(json.dumps(rows))
-    if frames_done == 0:
-        video_path.unlink(missing_ok=True)
-        print(f"hrpose predict: {source}: no frames could be read (empty video?)", file=sys.stderr)
-        return 1
-    elapsed = time.perf_counter() - t0
-    print(
-        f"{frames_done} frames ({frames_done / elapsed:.1f} fps, {batch} per network batch) -> "
-        f"{video_path}: {decoded} "
-        f"people decoded, {drawn} drawn (score >= {options.person_threshold}, joints >= "
-        f"{options.joint_threshold}; {len(drawn_ids)} track ids drawn); predictions.json keeps "
-        f"all {decoded}"
-    )
-    return 0
+    stem = Path(name).stem
+    pose = draw_people(image, pred.people, predictor.spec, **options.drawing())
+    cv2.imwrite(str(out / f"{stem}_pose.jpg"), pose[:, :, ::-1])
+    if gt is not None and name in gt:
+        panel = _panel(image, pred.people, gt[name], predictor.spec, options)
+        cv2.imwrite(str(out / f"{stem}_vs_gt.jpg"), panel[:, :, ::-1])
+        counts.panels += 1
+    _extras(pred, image, stem, out, options, predictor.spec)
+    log.add(name, result_rows(pred.people, name, image_id))
+    shown = _count(pred.people, predictor.spec, options)
+    counts.images += 1
+    counts.decoded += len(pred.people)
+    counts.drawn += shown
+    if single:
+        print(f"{name}: {len(pred.people)} people decoded, {shown} drawn")

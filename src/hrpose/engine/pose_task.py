@@ -28,6 +28,7 @@ from hrpose.losses import HigherHRNetLoss
 from hrpose.normalization import normalize_batch
 from hrpose.predict import Predictor
 from hrpose.record import ModelRecord
+from hrpose.sharding import shard
 from hrpose.viz.draw import draw_people, heatmap_grid, tag_plot
 
 
@@ -58,9 +59,9 @@ def build_pose_task(
 
     ``loader`` yields :class:`SampleBatch` es (``build_loader(bad_samples="replace")``) or plain
     batches; training stops when its unreadable files pass ``max_bad_fraction`` of ``num_files``
-    (default: the loader's dataset size). Under DDP each rank predicts every ``world_size``-th
-    validation image, without the padding a DistributedSampler adds, so rank 0 evaluates each
-    image exactly once.
+    (default: the loader's dataset size). Under DDP each rank predicts one contiguous run of the
+    validation images (:func:`hrpose.sharding.shard`), without the padding a DistributedSampler
+    adds, so rank 0 evaluates each image exactly once, in the one-process order.
     """
     if num_files is None:
         num_files = len(loader.dataset) if loader is not None else 1
@@ -87,7 +88,7 @@ def build_pose_task(
     def validate(m: torch.nn.Module, ctx: StepContext) -> dict[str, float]:
         images = todo()
         skipped: list[str] = []
-        mine = predict_images(predictor(m, ctx), images[info.rank :: info.world_size],
+        mine = predict_images(predictor(m, ctx), shard(images, info.rank, info.world_size),
                               validation.images_dir, skipped=skipped)  # type: ignore[union-attr]  # fmt: skip
         parts = dist_utils.gather_objects((mine, skipped))
         results = [r for part, _ in parts for r in part]  # type: ignore[misc]
