@@ -14,7 +14,7 @@ one way of using bf16 and is compared with fp32 on the same network and inputs:
   c1  c on the heatmaps only               c2  c on the tags only
   d   backbone fp32, heads under bf16 autocast
   P   ``Predictor(precision="bf16")`` as shipped (equals b)
-  w   fp32 compute with every weight rounded to bf16 (the weights' share of a's error)
+  w   fp32 compute with the backbone's weights rounded to bf16 (the weights' share of b's error)
   s1-s4  one backbone segment under bf16 (stem + layer1, stage 2, 3, 4), the rest fp32
   e   whole network under fp16 autocast (3 more mantissa bits; emulated on a CPU)
 
@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
@@ -110,7 +111,8 @@ _ROUNDED: dict[int, torch.nn.Module] = {}
 
 
 def _rounded_weights(net: torch.nn.Module) -> torch.nn.Module:
-    """A copy of the network with every parameter rounded to bf16 (computing in fp32)."""
+    """A copy of the network with every parameter rounded to bf16 (computing in fp32; the
+    bench runs its backbone only)."""
     if id(net) not in _ROUNDED:
         import copy
 
@@ -269,12 +271,9 @@ def _tag_flips(
     return d0.size, int(((d0 < thr) != (d1 < thr)).sum()), int((np.round(d0) != np.round(d1)).sum())
 
 
-def _maps(o: Outputs) -> tuple[HeatSource, TagSource]:
-    heat, tags = aggregate([(1.0, PoseOutput(*o), None)], COCO17.flip_index, _SIZE["base"])
-    return heat, tags
-
-
-_SIZE: dict[str, tuple[int, int]] = {}
+def _maps(o: Outputs, size: tuple[int, int]) -> tuple[HeatSource, TagSource]:
+    """The decoder's heatmaps and tags of one output at the input ``size`` (w, h)."""
+    return aggregate([(1.0, PoseOutput(*o), None)], COCO17.flip_index, size)
 
 
 def analyse(items: dict[str, list[np.ndarray]], pred: Predictor, bf16: Predictor) -> None:
@@ -288,13 +287,12 @@ def analyse(items: dict[str, list[np.ndarray]], pred: Predictor, bf16: Predictor
             prep = pred.prepare(image)
             x = prep.inputs[0][None].contiguous(memory_format=torch.channels_last)
             tfs = list(prep.transforms)
-            _SIZE["base"] = tfs[0].size
             with torch.inference_mode():
                 f = forwards(net, x)
                 f["P"] = tuple(bf16._run(x))
             ref_out = f["fp32"]
             ref = decode([ref_out], tfs, spec=COCO17, params=p)
-            heat0, tags0 = _maps(ref_out)
+            heat0, tags0 = _maps(ref_out, tfs[0].size)
             full0 = heat0.full()
             keys0 = _candidates(heat0, tags0, p)
             m = mags[set_name]
@@ -315,7 +313,7 @@ def analyse(items: dict[str, list[np.ndarray]], pred: Predictor, bf16: Predictor
             for row, (_, fn) in ROWS.items():
                 o = fn(f)
                 got = decode([o], tfs, spec=COCO17, params=p)
-                heat1, tags1 = _maps(o)
+                heat1, tags1 = _maps(o, tfs[0].size)
                 best, ia, shift = oks_match(ref, got)
                 detected = ref.keypoints[ia, :, 2] >= p.detection_threshold
                 s = stats[(row, set_name)]
@@ -345,7 +343,7 @@ def analyse(items: dict[str, list[np.ndarray]], pred: Predictor, bf16: Predictor
                 s["pairs"].append(pairs)
                 s["cross"].append(cross)
                 s["round"].append(rounded)
-    _print_table(stats, items)
+    _print_table(stats)
     _print_mags(mags)
 
 
@@ -355,7 +353,8 @@ def _tag_at_candidates(heat: HeatSource, tags: TagSource, p: DecodeParams) -> fl
     return float(np.abs(tk[val > p.detection_threshold]).max(initial=0.0))
 
 
-def _print_table(stats: dict, items: dict) -> None:
+def _print_table(stats: dict) -> None:
+    """One line per (row, image set): the comparison with fp32."""
     cols = (
         "row",
         "variant",
@@ -394,6 +393,7 @@ def _print_table(stats: dict, items: dict) -> None:
 
 
 def _print_mags(mags: dict) -> None:
+    """One line per image set: fp32 magnitudes and the bf16 step at them."""
     print("\nfp32 magnitudes (max over the set's images); bf16 step = 2^(floor(log2 v) - 7)")
     for set_name, m in mags.items():
         fm, hm, tm = max(m["feat max"]), max(m["heat max"]), max(m["tag |v| at cand"])
@@ -416,8 +416,6 @@ def main() -> None:
     args = parser.parse_args()
     kw = {"input_size": 192, "params": DecodeParams(flip=False, detection_threshold=0.3)}
     pred = Predictor.from_weights(args.weights, **kw)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # emulated bf16: the numerics, not the speed
         bf16 = Predictor.from_weights(args.weights, precision="bf16", **kw)
