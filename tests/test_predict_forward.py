@@ -230,14 +230,15 @@ def test_bf16_finds_every_coco_mini_person_as_fp32_does(shared_data) -> None:
     import json
     import warnings
 
+    from hrpose.loading import load_model
     from test_predict import coco_oks, ground_truth
 
-    weights = shared_data / "weights" / "w8-coco-mini.pt"
+    loaded = load_model(shared_data / "weights" / "w8-coco-mini.pt")  # one load, two networks
     kw = {"input_size": 192, "params": DecodeParams(flip=False, detection_threshold=0.3)}
-    fp32 = Predictor.from_weights(weights, **kw)
+    fp32 = Predictor.from_loaded(loaded, **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # emulated on CPUs without AVX512-BF16: numerics only
-        bf16 = Predictor.from_weights(weights, precision="bf16", **kw)
+        bf16 = Predictor.from_loaded(loaded, precision="bf16", **kw)
     coco = shared_data / "coco-mini"
     annotations = json.loads((coco / "person_keypoints.json").read_text())
     matched = 0
