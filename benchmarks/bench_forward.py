@@ -3,8 +3,9 @@
 Prints ms per batch (range over interleaved repeats), the ratios to the fp32 contiguous
 baseline (the official way of running the network) and to channels_last eager, both measured
 in the same run, and each variant's largest output difference from the baseline relative to
-the output range. "fused+cl" is the ``Predictor`` default. bf16 is timed on every device but
-is emulated (slow) on CPUs without AMX/AVX512-BF16; fp16 needs CUDA;
+the output range. "fused+cl" is the ``Predictor`` default. bf16 is timed on every device, over
+the whole network and as ``Predictor(precision="bf16")`` runs it (the backbone only, the heads
+in fp32), but is emulated (slow) on CPUs without AMX/AVX512-BF16; fp16 needs CUDA;
 ``--compile`` adds torch.compile of the default network; ``--cpu-variants`` adds CPU
 inference runtimes: ``jit`` (trace + freeze + optimize_for_inference, oneDNN fusions), ``ort``
 (ONNX Runtime CPU, graph optimisation level ALL, the torch thread count), ``mkldnn``
@@ -33,6 +34,7 @@ from hrpose.export import TupleOutputs
 from hrpose.models import HigherHRNet
 from hrpose.models.fuse import fuse_batchnorm
 from hrpose.predict import cpu_has_native_bf16
+from hrpose.runtime import BackboneAutocast
 
 Forward = Callable[[], list[torch.Tensor]]
 
@@ -171,6 +173,12 @@ def main() -> None:
 
         native = device.type == "cuda" or cpu_has_native_bf16()
         variants[f"fused+cl+{name}" + ("" if native else " (emulated)")] = amp
+    # what Predictor(precision="bf16") runs: the backbone under autocast, the heads in fp32
+    backbone_bf16 = BackboneAutocast(fused_cl, torch.bfloat16)
+    native = device.type == "cuda" or cpu_has_native_bf16()
+    variants["fused+cl+bf16 backbone" + ("" if native else " (emulated)")] = lambda: list(
+        backbone_bf16(x_cl)
+    )
     if args.compile:
         compiled = torch.compile(fused_cl)
         variants["fused+cl+compile"] = lambda: list(compiled(x_cl))
@@ -204,7 +212,7 @@ def main() -> None:
         r = [b / t for b, t in zip(base, ts, strict=True)]
         rc = [b / t for b, t in zip(cl_times, ts, strict=True)]
         lo, hi = min(ts) * 1000, max(ts) * 1000
-        print(f"{name:<30} {lo:8.0f}-{hi:<8.0f} ms   x{min(r):.2f}-{max(r):.2f} vs fp32   "
+        print(f"{name:<33} {lo:8.0f}-{hi:<8.0f} ms   x{min(r):.2f}-{max(r):.2f} vs fp32   "
               f"x{min(rc):.2f}-{max(rc):.2f} vs channels_last   "
               f"max |diff| {diffs[name]:.1e} of the output range")  # fmt: skip
     tmp.cleanup()

@@ -190,3 +190,66 @@ def test_batch_frames_default_is_per_device() -> None:
     assert runtime.default_batch_frames("cpu") == 1  # a batch of 2 was slower on this CPU
     assert runtime.default_batch_frames("cuda") > 1
     assert runtime.default_batch_frames("mps") == 1  # not measured: one frame at a time
+
+
+def test_bf16_runs_the_backbone_in_bf16_and_the_heads_and_decode_input_in_fp32(monkeypatch) -> None:
+    """precision="bf16": backbone convs give bf16, every head conv (final_layers, deconv_layers)
+    sees and gives fp32, and the decoder gets fp32 maps, not bf16 values cast up."""
+    import hrpose.predict as predict
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)  # no emulation warning
+    params = DecodeParams(flip=False, detection_threshold=0.0)
+    pred = Predictor(_model(), input_size=64, params=params, precision="bf16")
+    seen: dict[str, tuple[torch.dtype, torch.dtype]] = {}
+    for name, m in pred.network.named_modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            m.register_forward_hook(
+                lambda m, i, o, n=name: seen.__setitem__(n, (i[0].dtype, o.dtype))
+            )
+    got: list[torch.Tensor] = []
+    decode = predict.decode
+    monkeypatch.setattr(
+        predict, "decode", lambda outs, *a, **k: got.extend(outs[0]) or decode(outs, *a, **k)
+    )
+    pred.predict(_image())
+    heads = {n: d for n, d in seen.items() if "final_layers" in n or "deconv_layers" in n}
+    backbone = {n: d for n, d in seen.items() if n not in heads}
+    assert len(heads) == 11 and len(backbone) > 100  # 2 final convs, the deconv, 4 blocks x 2
+    assert set(heads.values()) == {(torch.float32, torch.float32)}
+    assert {out for _, out in backbone.values()} == {torch.bfloat16}
+    assert len(got) == 2
+    for t in got:  # fp32 values: under whole-network autocast they are all bf16 numbers
+        assert t.dtype == torch.float32
+        assert (t != t.to(torch.bfloat16).float()).float().mean() > 0.5
+    assert isinstance(pred.network, runtime.BackboneAutocast)
+
+
+def test_bf16_finds_every_coco_mini_person_as_fp32_does(shared_data) -> None:
+    """w8-coco-mini with precision="bf16": each annotated person's fp32 prediction has a bf16
+    partner at OKS >= 0.5 (COCO sigmas, the annotation's area), as fp32 has with the truth."""
+    import json
+    import warnings
+
+    from hrpose.loading import load_model
+    from test_predict import coco_oks, ground_truth
+
+    loaded = load_model(shared_data / "weights" / "w8-coco-mini.pt")  # one load, two networks
+    kw = {"input_size": 192, "params": DecodeParams(flip=False, detection_threshold=0.3)}
+    fp32 = Predictor.from_loaded(loaded, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # emulated on CPUs without AVX512-BF16: numerics only
+        bf16 = Predictor.from_loaded(loaded, precision="bf16", **kw)
+    coco = shared_data / "coco-mini"
+    annotations = json.loads((coco / "person_keypoints.json").read_text())
+    matched = 0
+    for info in annotations["images"]:
+        image = read_image(coco / "images" / info["file_name"])
+        gt, area = ground_truth(annotations, info["id"])
+        ref, got = fp32(image), bf16(image)
+        assert len(gt) > 0 and len(ref) > 0 and len(got) > 0
+        best = ref.keypoints[coco_oks(ref.keypoints, gt, area).argmax(0)]  # (G, 17, 3)
+        as_truth = np.concatenate([best[..., :2], np.ones_like(best[..., 2:])], -1)
+        sim = coco_oks(got.keypoints, as_truth, area)  # (P_bf16, G)
+        assert sim.max(0).min() >= 0.5, (info["file_name"], sim.max(0))
+        matched += len(gt)
+    assert matched == 12

@@ -125,7 +125,8 @@ class Predictor:
         Speed options (torch models): ``channels_last`` memory format and ``fuse_bn`` (BatchNorm
         folded into the convolutions of an inference copy; ``self.model`` stays the original),
         both equal to the plain network up to float rounding; ``precision`` "fp32", "bf16"
-        (autocast; fast only on CPUs with AMX/AVX512-BF16 and on GPUs) or "fp16" (CUDA only);
+        (the backbone under autocast, the heads and the decoder's input in fp32; fast only on
+        CPUs with AMX/AVX512-BF16 and on GPUs) or "fp16" (autocast, CUDA only);
         ``compile`` (``torch.compile``); ``batch_flip`` sends the image and its mirror as one
         batch of 2 (default: on CUDA only; on a CPU two single forwards are faster).
         """
@@ -144,7 +145,12 @@ class Predictor:
         self.network = model  # what forward() runs
         if isinstance(model, nn.Module):
             model, self.network = prepare_network(
-                model, self.device, fuse_bn=fuse_bn, channels_last=channels_last, compile=compile
+                model,
+                self.device,
+                fuse_bn=fuse_bn,
+                channels_last=channels_last,
+                compile=compile,
+                precision=precision,
             )
         self.model = model
 
@@ -242,6 +248,7 @@ class Predictor:
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         dtype = AUTOCAST_DTYPES[self.precision]
+        # bf16: the network is a runtime.BackboneAutocast, which turns autocast off in the heads
         with torch.autocast(self.device.type, dtype or torch.float32, enabled=dtype is not None):
             y = self.network(batch)
         return [t.float().contiguous() for t in y]

@@ -14,6 +14,11 @@ from hrpose.models.fuse import fuse_batchnorm
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISIONS = frozenset(AUTOCAST_DTYPES)
+# Precisions whose autocast covers the backbone only: a HigherHRNet's heads (final_layers,
+# deconv_layers) run in fp32 on fp32 features, so the decoder gets fp32 maps. Measured on
+# w8-coco-mini (benchmarks/README.md, bench_bf16.py): this removes the heads' bf16 error and
+# the outputs' rounding, not the backbone's, which moves keypoints as much as before.
+BACKBONE_AUTOCAST = frozenset({"bf16"})
 
 # Video frames per network batch (``hrpose predict --batch-frames``), chosen per device type: on
 # this project's CPU a batch of 2 ran slower than two single forwards (benchmarks/README.md); on
@@ -34,8 +39,10 @@ def fast_options(device: str | torch.device = "cpu") -> dict[str, Any]:
     """Predictor keywords of the opt-in fast path (``hrpose predict --fast``) for a device.
 
     ``torch.compile`` in fp32 on every device: it kept keypoints equal to fp32. bf16 and fp16
-    autocast are not chosen: on the w8-coco-mini weights they moved keypoints by pixels (fp16
-    measured emulated on a CPU; see benchmarks/README.md); ask for them with ``precision=``.
+    are not chosen: on the w8-coco-mini weights they moved keypoints (fp16 measured emulated on
+    a CPU). bf16 with the heads in fp32 still keeps only 61-77% of people at OKS >= 0.9: its
+    error is the backbone's rounding, compounded (benchmarks/README.md, bench_bf16.py); ask for
+    them with ``precision=``.
     """
     del device  # one answer today; the device stays in the signature for per-device choices
     return {"compile": True}
@@ -73,6 +80,23 @@ def check_precision(precision: str, device: torch.device) -> None:
         )
 
 
+class BackboneAutocast(nn.Module):
+    """A HigherHRNet with its backbone under autocast in ``dtype`` and its heads in fp32 on the
+    features cast to fp32 (what ``precision="bf16"`` runs; see :data:`BACKBONE_AUTOCAST`)."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.net = net
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> Any:
+        """The network's PoseOutput, its heads computed in fp32 (autocast off there)."""
+        with torch.autocast(x.device.type, self.dtype):
+            feat = self.net.forward_features(x)[0]
+        with torch.autocast(x.device.type, enabled=False):
+            return self.net.forward_heads(feat.float())
+
+
 def prepare_network(
     model: nn.Module,
     device: torch.device,
@@ -80,13 +104,17 @@ def prepare_network(
     fuse_bn: bool = True,
     channels_last: bool = True,
     compile: bool = False,
+    precision: str = "fp32",
 ) -> tuple[nn.Module, nn.Module]:
     """(the model on ``device`` in eval mode, the network to run): BatchNorm folded into an
-    inference copy, channels_last memory format and ``torch.compile`` as asked."""
+    inference copy, channels_last memory format, for :data:`BACKBONE_AUTOCAST` precisions the
+    backbone-only autocast (networks with ``forward_heads``) and ``torch.compile`` as asked."""
     model = model.to(device).eval()
     net = fuse_batchnorm(model) if fuse_bn else model
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
+    if precision in BACKBONE_AUTOCAST and hasattr(net, "forward_heads"):
+        net = BackboneAutocast(net, AUTOCAST_DTYPES[precision])
     return model, (torch.compile(net) if compile else net)
 
 

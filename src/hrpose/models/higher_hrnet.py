@@ -57,7 +57,11 @@ class HigherHRNet(HRNet):
             raise ValueError(
                 f"HigherHRNet input height and width must be multiples of 32, got {h}x{w}"
             )
-        feat = self.forward_features(x)[0]
+        return self.forward_heads(self.forward_features(x)[0])
+
+    def forward_heads(self, feat: Tensor) -> PoseOutput:
+        """The heads on the backbone's (N, width, H/4, W/4) features: the 1/4 heatmaps and
+        tags, the deconvolution stage and the 1/2 heatmaps (a split point for precisions)."""
         low = self.final_layers[0](feat)
         feat = self.deconv_layers[0](torch.cat((feat, low), 1))
         high = self.final_layers[1](feat)
