@@ -26,6 +26,7 @@ from hrpose.runtime import (
     BATCH_FRAMES,
     PRECISIONS,
     check_device,
+    check_int8,
     check_precision,
     cpu_has_native_bf16,
     default_batch_frames,
@@ -137,7 +138,10 @@ class Predictor:
             record = replace(record, keypoint_spec=spec, num_joints=spec.num_joints)
         self.record = record.with_inference(resolve_settings(record.inference, input_size, params))
         self.description = description or record.name
-        check_precision(precision, self.device)
+        if precision == "int8" or record.precision == "int8":  # a quantized ONNX network
+            precision = check_int8(precision, record, model, self.device)
+        else:
+            check_precision(precision, self.device)
         self.precision = precision
         self.channels_last = channels_last
         self.batch_flip = self.device.type == "cuda" if batch_flip is None else batch_flip
