@@ -2,17 +2,17 @@
 its model record, calibrated on images preprocessed exactly as :class:`~hrpose.predict.Predictor`
 preprocesses them.
 
-Weights are int8 per output channel, activations uint8 per tensor (min/max over the calibration
-inputs). The two final 1x1 convolutions (``final_layers``: heatmaps and tags at 1/4, heatmaps at
-1/2) stay fp32: their outputs are the peak heights and tag values the decoder thresholds and
-compares, and they are a small share of the multiply-adds. The file's metadata holds the record
-(``precision`` int8), ``precision``, ``quantization`` (method and calibration) and
-``architecture_fingerprint`` (the convolution layout), which loading checks against the record.
+Weights are int8 per output channel (in a 7-bit range, see :func:`quantize_model`), activations
+uint8 per tensor (min/max over the calibration inputs). The two final 1x1 convolutions
+(``final_layers``: heatmaps and tags at 1/4, heatmaps at 1/2) stay fp32: their outputs are the
+peak heights and tag values the decoder thresholds and compares, and they are a small share of
+the multiply-adds. The file's metadata holds the record (``precision`` int8), ``precision``,
+``quantization`` (method and calibration) and ``architecture_fingerprint`` (the convolution
+layout), which loading checks against the record.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import tempfile
@@ -195,7 +195,7 @@ def quantize_model(
     int8_record = replace(record, precision="int8")
     with tempfile.TemporaryDirectory(prefix="hrpose-quantize-") as tmp:
         fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
-        export_onnx(copy.deepcopy(model), fp32, record, opset)
+        export_onnx(model, fp32, record, opset)  # exports a CPU copy: the model is left as is
         # no symbolic shape inference: it fails on the dynamic Resize of the fusion layers
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         proto = onnx.load(str(pre))
@@ -212,6 +212,10 @@ def quantize_model(
             weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8,
             nodes_to_exclude=keep_fp32,
+            # 7-bit weights: without VNNI, ONNX Runtime's u8s8 kernels (vpmaddubsw) saturate a
+            # pair of 8-bit products at int16, which cost w8-coco-mini 0.07 mean OKS on
+            # coco-mini; 7 bits cannot saturate, and cost no speed (benchmarks/README.md)
+            reduce_range=True,
         )
     proto = onnx.load(str(output))
     meta.update({
@@ -219,7 +223,7 @@ def quantize_model(
         "precision": "int8",
         "quantization": json.dumps({
             "method": METHOD,
-            "weights": "int8, symmetric, per output channel",
+            "weights": "int8 (7-bit range), symmetric, per output channel",
             "activations": "uint8, per tensor, min/max calibration",
             "fp32_nodes": keep_fp32,
             "calibration_images": len(images),
