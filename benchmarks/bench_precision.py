@@ -7,7 +7,7 @@ Accuracy, w8-coco-mini.pt at its record's settings (input 192, no flip, threshol
 on coco-mini (hrpose's evaluation), the annotated people found at OKS >= 0.5, and against fp32
 on coco-mini, the examples and the first street.mp4 frames: the share of fp32 people matched at
 OKS >= 0.9 (Hungarian on OKS, scale from the fp32 person's keypoint box) and the median / max
-keypoint shift (px, joints scoring >= 0.1 in fp32) of the matched people. INT8 of w8-coco-mini
+shift (px) of the matched people's joints (those scoring >= 0.1 in fp32). INT8 of w8-coco-mini
 is calibrated on coco-mini and the examples (the images it is scored on). Output error: the
 official W32 architecture with the key-seeded weights of tests/test_models.py, INT8 calibrated
 on coco-mini at 512 with flip, max / mean |output - fp32| on the coco-mini images.
@@ -66,7 +66,8 @@ VARIANTS: dict[str, Callable[[LoadedModel, list[Path]], Predictor]] = {
 
 
 def match_to_reference(got: People, ref: People) -> tuple[np.ndarray, np.ndarray]:
-    """(OKS of each fp32 person's partner, 0 if none; per matched pair the max joint shift px)."""
+    """(OKS of each fp32 person's partner, 0 if none; the shift (px) of every joint of the
+    matched pairs that scores >= 0.1 in fp32)."""
     sim = oks(got.keypoints, ref.keypoints, COCO17.sigmas)  # (P, R)
     best = np.zeros(len(ref))
     if sim.size == 0:
@@ -74,8 +75,7 @@ def match_to_reference(got: People, ref: People) -> tuple[np.ndarray, np.ndarray
     rows, cols = linear_sum_assignment(-sim)
     best[cols] = sim[rows, cols]
     d = np.linalg.norm(got.keypoints[rows, :, :2] - ref.keypoints[cols, :, :2], axis=-1)
-    keep = ref.keypoints[cols, :, 2] >= 0.1
-    return best, np.where(keep, d, 0.0).max(-1)
+    return best, d[ref.keypoints[cols, :, 2] >= 0.1]
 
 
 def image_sets(frames: int) -> dict[str, list[np.ndarray]]:
@@ -101,7 +101,7 @@ def bench_w8(variants: list[str], frames: int) -> None:
     preds = {name: VARIANTS[name](load_model(weights), CALIBRATION) for name in variants}
     print(f"\nw8-coco-mini.pt ({loaded.record.inference.input_size}, flip "
           f"{loaded.record.inference.flip}): AP on coco-mini, people found at OKS >= 0.5; vs fp32: "
-          "fp32 people matched at OKS >= 0.9, median / max shift of the matched (px)")  # fmt: skip
+          "fp32 people matched at OKS >= 0.9, median / max joint shift of the matched (px)")  # fmt: skip
     refs = {s: [preds["fp32"](im) for im in ims] for s, ims in sets.items()}
     for name, pred in preds.items():
         results = predict_images(pred, image_list(ann), COCO_MINI / "images")
