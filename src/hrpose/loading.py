@@ -55,7 +55,8 @@ def load_model(
     """Load a path, http(s) URL, registered name, ``.onnx`` file or ``"random"``.
 
     ``backend`` (torch | onnxruntime) must fit the file when given; ``spec`` replaces the
-    record's keypoint set (same joint count); ``width``/``num_joints`` shape ``"random"`` only.
+    record's keypoint set (same joint count); ``width``/``num_joints`` shape ``"random"``, and an
+    ``.onnx`` file refuses any that differ from its record.
     """
     device = check_device(device)
     s = str(source)
