@@ -101,7 +101,7 @@ def bench_w8(variants: list[str], frames: int) -> None:
     preds = {name: VARIANTS[name](load_model(weights), CALIBRATION) for name in variants}
     print(f"\nw8-coco-mini.pt ({loaded.record.inference.input_size}, flip "
           f"{loaded.record.inference.flip}): AP on coco-mini, people found at OKS >= 0.5; vs fp32: "
-          "fp32 people matched at OKS >= 0.9, median / max joint shift of the matched (px)")  # fmt: skip
+          "fp32 people matched at OKS >= 0.9, median / max joint shift (px)")  # fmt: skip
     refs = {s: [preds["fp32"](im) for im in ims] for s, ims in sets.items()}
     for name, pred in preds.items():
         results = predict_images(pred, image_list(ann), COCO_MINI / "images")

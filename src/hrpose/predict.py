@@ -127,6 +127,7 @@ class Predictor:
         folded into the convolutions of an inference copy; ``self.model`` stays the original),
         both equal to the plain network up to float rounding; ``precision`` "fp32", "bf16"
         (autocast; fast only on CPUs with AMX/AVX512-BF16 and on GPUs) or "fp16" (CUDA only);
+        an INT8 model (``hrpose quantize``) runs as "int8", its own precision;
         ``compile`` (``torch.compile``); ``batch_flip`` sends the image and its mirror as one
         batch of 2 (default: on CUDA only; on a CPU two single forwards are faster).
         """
