@@ -8,8 +8,10 @@
 Network: the 640x392 coco-mini photo (input 512x832 at 512) through W32 with flip. "official" is
 the official model module (``lib/models/pose_higher_hrnet.py``, same weights) run eagerly in
 contiguous fp32, two forwards, as ``tools/valid.py``; "default" is ``Predictor()``; "fast" adds
-``hrpose.predict.fast_options(device)``. Decode: synthetic network outputs with N planted people
-(as bench_decode.py) through hrpose's decoder and the official post-processing
+``hrpose.predict.fast_options(device)``; "int8" (``--int8``) is the model quantized by
+``hrpose.quantize`` (calibrated on the coco-mini images), run by ONNX Runtime. Decode:
+synthetic network outputs with N planted people (as bench_decode.py) through hrpose's decoder and
+the official post-processing
 (``get_multi_stage_outputs``, ``aggregate_results``, ``HeatmapParser``, ``get_final_preds``).
 Whole image = network + decode; each part is printed so it can be rerun after decoder changes.
 Video: frames decoded with PyAV, predicted (``--batch-frames``: that many frames per network
@@ -46,6 +48,7 @@ from synthetic import make_outputs, random_people  # noqa: E402
 
 SHARED = Path(os.environ.get("HRPOSE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 PHOTO = SHARED / "coco-mini" / "images" / "000000197388.jpg"  # 640x392, as in the issue
+CALIBRATION = [SHARED / "coco-mini" / "images"]  # --int8: the images the W32 is calibrated on
 
 
 def _official(root: str, width: int, device: torch.device):
@@ -124,13 +127,49 @@ def _fmt(times: list[float]) -> str:
     return f"{lo:7.0f}-{hi:<7.0f}"
 
 
-def _predictors(model: torch.nn.Module, device: torch.device, fast: bool) -> dict[str, Predictor]:
+def _predictors(
+    model: torch.nn.Module, device: torch.device, fast: bool, int8: bool = False
+) -> dict[str, Predictor]:
     out = {"default": Predictor(model, device=device)}
     if fast:
         opts = fast_options(device)
         name = "fast (" + "+".join(f"{k}={v}" for k, v in opts.items()) + ")"
         out[name] = Predictor(model, device=device, **opts)
+    if int8:
+        out["int8 (hrpose quantize, ONNX Runtime)"] = int8_predictor(model, CALIBRATION)
     return out
+
+
+def onnx_session(path: str | Path):
+    """An ONNX Runtime CPU session on torch's thread count (OMP_NUM_THREADS), as torch runs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def int8_predictor(model: torch.nn.Module, folders: list[Path], record=None) -> Predictor:
+    """``model`` quantized by hrpose.quantize, calibrated on ``folders``' images under
+    ``record`` (default: the registered one of its width, W32: 512 with flip), run by ONNX
+    Runtime on torch's thread count."""
+    import warnings
+
+    from hrpose.loading import load_model
+    from hrpose.quantize import calibration_files, quantize_model, read_calibration_images
+    from hrpose.record import registered_record
+    from hrpose.runtime import OnnxNetwork
+
+    record = record or registered_record(int(model.width), int(model.num_joints))
+    images = read_calibration_images(calibration_files(folders))
+    path = Path(tempfile.mkdtemp(prefix="bench-int8-")) / "int8.onnx"
+    t0 = time.perf_counter()
+    quantize_model(model, record, images, path)
+    print(f"quantized W{model.width} on {len(images)} images in {time.perf_counter() - t0:.0f} s")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the non-VNNI warning: the README states the CPU
+        loaded = load_model(path)
+    return Predictor(OnnxNetwork(onnx_session(path)), record=loaded.record)
 
 
 def bench_image(args, device: torch.device, official) -> None:
@@ -144,7 +183,7 @@ def bench_image(args, device: torch.device, official) -> None:
         make_model, network, post = official
         off_model = make_model(model.state_dict())
         runners["official"] = lambda: network(off_model, image)
-    preds = _predictors(model, device, not args.no_fast)
+    preds = _predictors(model, device, not args.no_fast, getattr(args, "int8", False))
     for name, p in preds.items():
         runners[name] = lambda p=p: p.forward(image)
     print(f"HigherHRNet-W{args.width}, {size[0]}x{size[1]} photo -> input {w}x{h}, flip, {device}")
@@ -334,6 +373,11 @@ def main() -> None:
         help="cpu: process CPU time, for a loaded shared host (run with OMP_NUM_THREADS=1)",
     )
     parser.add_argument("--no-fast", action="store_true", help="time the default path only")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also time INT8 (hrpose quantize, ONNX Runtime QDQ, calibrated on coco-mini)",
+    )
     parser.add_argument("--keypoints-only", action="store_true")
     parser.add_argument(
         "--keypoint-variants", default="default,bf16,fp16,compile", help="paths compared to fp32"

@@ -88,7 +88,7 @@ def test_flip_batched_equals_two_forwards() -> None:
 def test_precision_options(monkeypatch) -> None:
     model = _model()
     with pytest.raises(ValueError, match="precision must be one of"):
-        Predictor(model, precision="int8")
+        Predictor(model, precision="int4")
     with pytest.warns(UserWarning, match="fp16 on this CPU is emulated"):
         Predictor(model, precision="fp16")
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)

@@ -14,7 +14,7 @@ from hrpose.hub import REGISTRY, is_remote, resolve_weights
 from hrpose.models import HigherHRNet, describe_arch, extract_state_dict, load_weights
 from hrpose.models.weights import WeightsError, read_checkpoint
 from hrpose.record import ModelRecord, RecordError, record_of_checkpoint, registered_record
-from hrpose.runtime import OnnxNetwork, check_device
+from hrpose.runtime import OnnxNetwork, check_device, warn_int8_speed
 from hrpose.skeleton import KeypointSpec, spec_from_dict
 from hrpose.structures import InferenceSettings
 
@@ -55,7 +55,8 @@ def load_model(
     """Load a path, http(s) URL, registered name, ``.onnx`` file or ``"random"``.
 
     ``backend`` (torch | onnxruntime) must fit the file when given; ``spec`` replaces the
-    record's keypoint set (same joint count); ``width``/``num_joints`` shape ``"random"`` only.
+    record's keypoint set (same joint count); ``width``/``num_joints`` shape ``"random"``, and an
+    ``.onnx`` file refuses any that differ from its record.
     """
     device = check_device(device)
     s = str(source)
@@ -73,6 +74,7 @@ def load_model(
         loaded = _random(width or 32, num_joints or 17, spec)
     elif is_onnx:
         loaded = _onnx(Path(s), device)
+        _check_shape(loaded, width, num_joints)
     else:
         if width is not None or num_joints is not None:
             raise ValueError("width/num_joints shape random weights only; files carry theirs")
@@ -87,6 +89,20 @@ def load_model(
     if isinstance(loaded.network, nn.Module):
         loaded.network = loaded.network.to(device).eval()
     return loaded
+
+
+def _check_shape(loaded: LoadedModel, width: int | None, num_joints: int | None) -> None:
+    """Refuse a width or joint count that the file's record does not have (an ONNX file's
+    graph is fixed: it cannot be reshaped to them)."""
+    rec = loaded.record
+    asked = {"width": width, "num_joints": num_joints}
+    wrong = {k: v for k, v in asked.items() if v is not None and v != getattr(rec, k)}
+    if wrong:
+        given = ", ".join(f"{k}={v}" for k, v in wrong.items())
+        raise WeightsError(
+            f"{loaded.path} is {rec.name} with {rec.num_joints} joints, not {given}: a model "
+            "file carries its architecture; leave width/num_joints out or use matching weights"
+        )
 
 
 def _random(width: int, num_joints: int, spec: KeypointSpec | None) -> LoadedModel:
@@ -158,4 +174,24 @@ def _onnx(path: Path, device: torch.device) -> LoadedModel:
             record = replace(registered_record(32, k, spec, size), origin="hrpose")
     except (RecordError, ValueError, KeyError) as e:
         raise WeightsError(f"{path}: unreadable hrpose metadata ({e}); export it again") from None
+    if record.precision == "int8" or meta.get("precision") == "int8":
+        return _int8(network, replace(record, precision="int8"), path, device)
     return LoadedModel(network, record, f"ONNX {path} ({record.name})", path)
+
+
+def _int8(
+    network: OnnxNetwork, record: ModelRecord, path: Path, device: torch.device
+) -> LoadedModel:
+    """A quantized file (``hrpose quantize``): its graph checked against its record, and the
+    warning where this CPU runs INT8 without VNNI."""
+    import onnx
+
+    from hrpose.quantize import QuantizeError, check_architecture
+
+    try:
+        check_architecture(onnx.load(str(path), load_external_data=False), record, path)
+    except QuantizeError as e:
+        raise WeightsError(str(e)) from None
+    if device.type == "cpu":
+        warn_int8_speed()
+    return LoadedModel(network, record, f"ONNX {path} ({record.name}, INT8)", path)

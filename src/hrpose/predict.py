@@ -26,6 +26,7 @@ from hrpose.runtime import (
     BATCH_FRAMES,
     PRECISIONS,
     check_device,
+    check_int8,
     check_precision,
     cpu_has_native_bf16,
     default_batch_frames,
@@ -127,6 +128,7 @@ class Predictor:
         both equal to the plain network up to float rounding; ``precision`` "fp32", "bf16"
         (the backbone under autocast, the heads and the decoder's input in fp32; fast only on
         CPUs with AMX/AVX512-BF16 and on GPUs) or "fp16" (autocast, CUDA only);
+        an INT8 model (``hrpose quantize``) runs as "int8", its own precision;
         ``compile`` (``torch.compile``); ``batch_flip`` sends the image and its mirror as one
         batch of 2 (default: on CUDA only; on a CPU two single forwards are faster).
         """
@@ -138,7 +140,10 @@ class Predictor:
             record = replace(record, keypoint_spec=spec, num_joints=spec.num_joints)
         self.record = record.with_inference(resolve_settings(record.inference, input_size, params))
         self.description = description or record.name
-        check_precision(precision, self.device)
+        if precision == "int8" or record.precision == "int8":  # a quantized ONNX network
+            precision = check_int8(precision, record, model, self.device)
+        else:
+            check_precision(precision, self.device)
         self.precision = precision
         self.channels_last = channels_last
         self.batch_flip = self.device.type == "cuda" if batch_flip is None else batch_flip

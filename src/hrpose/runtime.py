@@ -3,6 +3,7 @@ Runtime adapter that makes an exported file callable like the torch model."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,66 @@ def cpu_has_native_bf16() -> bool:
     except OSError:  # not Linux: ask oneDNN
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+# int8 dot-product instructions: without them ONNX Runtime's INT8 convolutions take the AVX2
+# u8s8 path (vpmaddubsw + vpmaddwd), several instructions per product instead of one.
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+_WARNED: set[str] = set()
+
+
+def _cpuinfo() -> str | None:
+    """/proc/cpuinfo's text, None where there is none (not Linux)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has int8 dot products (AVX512-VNNI, AVX-VNNI or AMX-INT8), which INT8
+    kernels need to pay much; True where the flags cannot be read (no warning on no evidence)."""
+    text = _cpuinfo()
+    return text is None or bool(set(text.split()) & set(INT8_DOT_FLAGS))
+
+
+def warn_int8_speed() -> None:
+    """Warn, once per process, that INT8 runs on the slow non-VNNI kernels of this CPU."""
+    if "int8" in _WARNED or cpu_has_vnni():
+        return
+    _WARNED.add("int8")
+    warnings.warn(
+        "INT8 will be slow on this CPU: it has none of "
+        f"{', '.join(INT8_DOT_FLAGS)} (/proc/cpuinfo), so ONNX Runtime emulates int8 dot "
+        "products with AVX2 u8s8 instructions (3 per product pair); on such a CPU the network "
+        "measured 1.96x fp32, not the ~3x of a VNNI CPU (benchmarks/README.md, INT8)",
+        stacklevel=3,
+    )
+
+
+def check_int8(asked: str, record: Any, network: object, device: torch.device) -> str:
+    """``"int8"`` for a quantized network whose stored record has ``record``'s architecture
+    (warned about on a CPU without VNNI); refused where the model is not quantized, is another
+    architecture, or another precision is asked."""
+    if record.precision != "int8" or not isinstance(network, OnnxNetwork):
+        raise ValueError(
+            "precision int8 needs a quantized model: write one with `hrpose quantize --weights W "
+            "--calibration DIR --output W-int8.onnx` (hrpose.quantize.quantize_model) and load "
+            "it, or let `hrpose predict --precision int8` quantize on the fly"
+        )
+    if asked not in ("fp32", "int8"):
+        raise ValueError(f"an INT8 model runs in int8: precision {asked!r} does not apply to it")
+    stored = json.loads(network.metadata.get("model_record", "{}"))
+    shape = (stored.get("width"), stored.get("num_joints"))
+    if shape != (record.width, record.num_joints):
+        raise ValueError(
+            f"this INT8 network is HigherHRNet-W{shape[0]} with {shape[1]} joints but the record "
+            f"given is {record.name} with {record.num_joints}: pass the file's own record "
+            "(Predictor.from_weights / load_model read it)"
+        )
+    if device.type == "cpu":
+        warn_int8_speed()
+    return "int8"
 
 
 def fast_options(device: str | torch.device = "cpu") -> dict[str, Any]:

@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("hrpose.cli.predict", "predict on an image, folder, video or camera"),
     "classify": ("hrpose.cli.classify", "top-5 classes of an image or folder (HRNet-W32-C)"),
     "export": ("hrpose.cli.export", "export onnx: the network as an ONNX file"),
+    "quantize": ("hrpose.cli.quantize", "static INT8 ONNX file, calibrated on images"),
     "prepare": ("hrpose.cli.prepare", "prepare coco | imagenet: download and lay out data"),
     "serve": ("hrpose.cli.serve", "serve a model over HTTP: JSON API and a web page"),
     "summary": ("hrpose.cli.summary", "parameters and multiply-adds of a model"),

@@ -18,6 +18,8 @@ from hrpose.skeleton import KeypointSpec
 from hrpose.viz.draw import JOINT_THRESHOLD, LIMB_RATIO, PERSON_THRESHOLD
 from hrpose.viz.video import VideoError
 
+CALIBRATION_IMAGES = 8  # --precision int8: images (or video frames) of the sources calibrated on
+
 
 @dataclass(frozen=True)
 class PredictOptions:
@@ -143,7 +145,12 @@ def _parser() -> argparse.ArgumentParser:
         "takes minutes, so it pays on videos and folders; keypoints equal to fp32)",
     )
     p.add_argument(
-        "--precision", choices=["fp32", "bf16", "fp16"], default=None, help="autocast precision"
+        "--precision",
+        choices=["fp32", "bf16", "fp16", "int8"],
+        default=None,
+        help="autocast precision; int8: a quick look at INT8, quantized on the fly (calibrated "
+        f"on the first {CALIBRATION_IMAGES} images or video frames of the sources; keep a file "
+        "with `hrpose quantize` instead)",
     )
     return p
 
@@ -166,12 +173,72 @@ def build_predictor(args: argparse.Namespace, overrides: list[str]):
     device = job_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
     loaded = load_model(weights, device=device, backend=args.backend)
     settings, source = resolve_inference(loaded.record.inference, args, overrides)
+    if args.precision == "int8" and loaded.record.precision != "int8":
+        loaded = _quantize_on_the_fly(loaded, settings, args.sources, device)
     kw: dict = {"params": settings, "device": device}
     if args.fast:
         kw.update(fast_options(device))
     if args.precision:
         kw["precision"] = args.precision
     return Predictor.from_loaded(loaded, **kw), source
+
+
+def calibration_frames(sources: Sequence[str], n: int = CALIBRATION_IMAGES) -> list[np.ndarray]:
+    """The first ``n`` readable images or video frames of the sources (URLs and unreadable
+    files left out: the run itself reports those), for ``--precision int8``."""
+    from hrpose.cli.predict_sources import expand_sources
+    from hrpose.data.images import ImageReadError, read_image
+    from hrpose.overlap import is_url
+    from hrpose.viz.video import read_video
+
+    if any(s.isdigit() for s in sources):
+        raise ValueError(
+            "--precision int8 calibrates on the sources, and a camera gives none up front: "
+            "quantize first (hrpose quantize --weights W --calibration DIR --output W-int8.onnx) "
+            "and pass --weights W-int8.onnx"
+        )
+    frames: list[np.ndarray] = []
+    for item in expand_sources(sources):
+        if len(frames) >= n:
+            break
+        if is_url(item.source):
+            continue
+        try:
+            if item.kind == "video":
+                for frame in read_video(item.source):
+                    frames.append(frame)
+                    if len(frames) >= n:
+                        break
+            else:
+                frames.append(read_image(item.source))
+        except (ImageReadError, VideoError):
+            continue
+    if not frames:
+        raise ValueError(
+            "--precision int8: no readable local image or video frame among the sources to "
+            "calibrate on; quantize first with hrpose quantize --calibration DIR"
+        )
+    return frames
+
+
+def _quantize_on_the_fly(loaded, settings, sources: Sequence[str], device):
+    """``loaded`` quantized to INT8 (a temporary file, read into the session), calibrated on
+    the sources' first images; its description says so."""
+    import tempfile
+
+    from hrpose.loading import load_model
+    from hrpose.quantize import quantize_model
+
+    frames = calibration_frames(sources)
+    record = loaded.record.with_inference(settings)
+    print(f"--precision int8: quantizing {loaded.description} on {len(frames)} image(s) of the "
+          "sources (hrpose quantize keeps a file to reuse)")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="hrpose-int8-") as tmp:
+        path = quantize_model(loaded.network, record, frames, Path(tmp) / "int8.onnx")
+        int8 = load_model(path, device=device)
+    int8.description = f"{loaded.description}, INT8 quantized on the fly ({len(frames)} images)"
+    int8.path = loaded.path
+    return int8
 
 
 def _options(args: argparse.Namespace) -> PredictOptions:

@@ -1,0 +1,186 @@
+"""Accuracy next to speed for each numeric precision of the network (fp32, int8; bf16 slot).
+
+    OMP_NUM_THREADS=1 HRPOSE_OFFICIAL=<official checkout> python benchmarks/bench_precision.py \\
+        --clock cpu --repeat 2
+
+Accuracy, w8-coco-mini.pt at its record's settings (input 192, no flip, threshold 0.3): COCO AP
+on coco-mini (hrpose's evaluation), the annotated people found at OKS >= 0.5, and against fp32
+on coco-mini, the examples and the first street.mp4 frames: the share of fp32 people matched at
+OKS >= 0.9 (Hungarian on OKS, scale from the fp32 person's keypoint box) and the median / max
+shift (px) of the matched people's joints (those scoring >= 0.1 in fp32). INT8 of w8-coco-mini
+is calibrated on coco-mini and the examples (the images it is scored on). Output error: the
+official W32 architecture with the key-seeded weights of tests/test_models.py, INT8 calibrated
+on coco-mini at 512 with flip, max / mean |output - fp32| on the coco-mini images.
+Speed: bench_predict.py's whole-image run (W32, 512, flip, the 640x392 photo) with ``--int8``:
+the official tools/valid.py path, the fp32 default Predictor and INT8, interleaved in one run.
+
+A variant is a row of VARIANTS: name -> (LoadedModel, calibration folders) -> Predictor; bf16 is
+``"bf16": lambda loaded, folders: Predictor.from_loaded(loaded, precision="bf16")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench_predict  # noqa: E402
+from hrpose.data.images import list_images, read_image  # noqa: E402
+from hrpose.evaluation.coco_eval import evaluate_keypoints  # noqa: E402
+from hrpose.evaluation.pose import image_list, predict_images  # noqa: E402
+from hrpose.loading import LoadedModel, load_model  # noqa: E402
+from hrpose.models import HigherHRNet  # noqa: E402
+from hrpose.predict import Predictor  # noqa: E402
+from hrpose.skeleton import COCO17  # noqa: E402
+from hrpose.structures import People  # noqa: E402
+from hrpose.tracking import oks  # noqa: E402
+from hrpose.viz.video import read_video  # noqa: E402
+from test_models import _official_fill  # noqa: E402
+from test_predict import coco_oks, ground_truth  # noqa: E402
+
+SHARED = bench_predict.SHARED
+COCO_MINI = SHARED / "coco-mini"
+CALIBRATION = [COCO_MINI / "images", SHARED / "examples"]
+
+
+def _int8(loaded: LoadedModel, folders: list[Path]) -> Predictor:
+    return bench_predict.int8_predictor(loaded.network, folders, loaded.record)
+
+
+VARIANTS: dict[str, Callable[[LoadedModel, list[Path]], Predictor]] = {
+    "fp32": lambda loaded, folders: Predictor.from_loaded(loaded),
+    "int8": _int8,
+}
+
+
+def match_to_reference(got: People, ref: People) -> tuple[np.ndarray, np.ndarray]:
+    """(OKS of each fp32 person's partner, 0 if none; the shift (px) of every joint of the
+    matched pairs that scores >= 0.1 in fp32)."""
+    sim = oks(got.keypoints, ref.keypoints, COCO17.sigmas)  # (P, R)
+    best = np.zeros(len(ref))
+    if sim.size == 0:
+        return best, np.zeros(0)
+    rows, cols = linear_sum_assignment(-sim)
+    best[cols] = sim[rows, cols]
+    d = np.linalg.norm(got.keypoints[rows, :, :2] - ref.keypoints[cols, :, :2], axis=-1)
+    return best, d[ref.keypoints[cols, :, 2] >= 0.1]
+
+
+def image_sets(frames: int) -> dict[str, list[np.ndarray]]:
+    """The RGB images each accuracy row runs on."""
+    video = []
+    for frame in read_video(SHARED / "video" / "street.mp4"):
+        video.append(frame)
+        if len(video) == frames:
+            break
+    return {
+        "coco-mini": [read_image(p) for p in list_images(COCO_MINI / "images")],
+        "examples": [read_image(p) for p in list_images(SHARED / "examples")],
+        f"street {len(video)} fr": video,
+    }
+
+
+def bench_w8(variants: list[str], frames: int) -> None:
+    weights = SHARED / "weights" / "w8-coco-mini.pt"
+    loaded = load_model(weights)
+    ann = COCO_MINI / "person_keypoints.json"
+    annotations = json.loads(ann.read_text())
+    sets = image_sets(frames)
+    preds = {name: VARIANTS[name](load_model(weights), CALIBRATION) for name in variants}
+    print(f"\nw8-coco-mini.pt ({loaded.record.inference.input_size}, flip "
+          f"{loaded.record.inference.flip}): AP on coco-mini, people found at OKS >= 0.5; vs fp32: "
+          "fp32 people matched at OKS >= 0.9, median / max joint shift (px)")  # fmt: skip
+    refs = {s: [preds["fp32"](im) for im in ims] for s, ims in sets.items()}
+    for name, pred in preds.items():
+        results = predict_images(pred, image_list(ann), COCO_MINI / "images")
+        stats, _ = evaluate_keypoints(results, ann)
+        found, total = 0, 0
+        for info in annotations["images"]:
+            gt, area = ground_truth(annotations, info["id"])
+            people = pred(read_image(COCO_MINI / "images" / info["file_name"]))
+            total += len(gt)
+            found += int((coco_oks(people.keypoints, gt, area).max(0) >= 0.5).sum())
+        cols = [f"AP {stats['AP']:.3f}", f"found {found}/{total}"]
+        for set_name, ims in sets.items():
+            best, shift = [], []
+            for im, ref in zip(ims, refs[set_name], strict=True):
+                b, d = match_to_reference(pred(im), ref)
+                best.append(b)
+                shift.append(d)
+            b, d = np.concatenate(best), np.concatenate(shift)
+            cols.append(f"{set_name}: {int((b >= 0.9).sum())}/{len(b)} ({(b >= 0.9).mean():.0%}) "
+                        f"{np.median(d):.2f}/{d.max(initial=0):.1f}")  # fmt: skip
+        print(f"  {name:<5} " + "; ".join(cols))
+
+
+def bench_w32_error(variants: list[str]) -> None:
+    model = HigherHRNet(32, init_weights=False)
+    model.load_state_dict({k: _official_fill(k, v) for k, v in model.state_dict().items()})
+    loaded = LoadedModel(model.eval(), load_model("random", width=32).record, "W32 key-seeded")
+    preds = {name: VARIANTS[name](loaded, CALIBRATION[:1]) for name in variants}
+    images = [read_image(p) for p in list_images(COCO_MINI / "images")]
+    print("\nofficial W32 architecture, key-seeded weights, at 512: |output - fp32| on the "
+          "coco-mini images (low: heatmaps+tags at 1/4, high: heatmaps at 1/2)")  # fmt: skip
+    refs = [preds["fp32"].forward(im)[2] for im in images]
+    for name, pred in preds.items():
+        if name == "fp32":
+            continue
+        err = {"low": [], "high": []}
+        scale = {"low": [], "high": []}
+        for im, ref in zip(images, refs, strict=True):
+            got = pred.forward(im)[2]
+            for key, g, r in zip(("low", "high"), got, ref, strict=True):
+                err[key].append((g - r).abs().flatten())
+                scale[key].append(r.abs().max())
+        cols = []
+        for key in err:
+            e = torch.cat(err[key])
+            cols.append(f"{key}: max {e.max():.4f}, mean {e.mean():.5f} (fp32 |max| "
+                        f"{max(scale[key]):.3f})")  # fmt: skip
+        print(f"  {name:<5} " + "; ".join(cols))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="fp32,int8", help=f"of {sorted(VARIANTS)}")
+    parser.add_argument("--frames", type=int, default=5, help="street.mp4 frames compared")
+    parser.add_argument("--repeat", type=int, default=2, help="speed: interleaved runs")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="cpu")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+    if "fp32" not in variants:
+        variants.insert(0, "fp32")
+    if args.clock == "cpu":
+        bench_predict.CLOCK["now"] = time.process_time
+    print(f"clock: {args.clock}, {torch.get_num_threads()} thread(s); variants {variants}")
+    warnings.filterwarnings("ignore", message="INT8 on this CPU")  # stated with the figures
+    if not args.skip_accuracy:
+        bench_w8(variants, args.frames)
+        bench_w32_error(variants)
+    if not args.skip_speed:
+        root = os.environ.get("HRPOSE_OFFICIAL")
+        device = torch.device("cpu")
+        official = bench_predict._official(root, 32, device) if root else None
+        if official is None:
+            print("HRPOSE_OFFICIAL not set: no official comparison")
+        speed = argparse.Namespace(width=32, repeat=args.repeat, no_fast=True,
+                                   int8="int8" in variants)  # fmt: skip
+        bench_predict.bench_image(speed, device, official)
+
+
+if __name__ == "__main__":
+    main()

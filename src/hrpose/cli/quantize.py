@@ -1,0 +1,91 @@
+"""`hrpose quantize --weights W --calibration DIR --output W-int8.onnx`: static INT8 ONNX."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def _parser() -> argparse.ArgumentParser:
+    from hrpose.cli.options import add_common, add_inference_flags
+    from hrpose.quantize import DEFAULT_MAX_IMAGES
+
+    p = argparse.ArgumentParser(
+        prog="hrpose quantize",
+        allow_abbrev=False,
+        description="Quantize a pose model to static INT8 (ONNX Runtime QDQ: int8 weights per "
+        "output channel, uint8 activations; the final heatmap and tag layers stay fp32), "
+        "calibrated on images preprocessed as predict does under the model's record (then "
+        "--config's inference section, then flags such as --input-size). The .onnx file "
+        "carries the record, says int8, and runs with `hrpose predict --weights FILE`.",
+    )
+    add_common(p, "official, mmpose or hrpose checkpoint, URL or registered name", None)
+    p.add_argument(
+        "--calibration",
+        action="extend",
+        nargs="+",
+        metavar="DIR",
+        default=[],
+        help="folder(s) of images like those the model will see (repeatable); 8-16 images "
+        "calibrate well",
+    )
+    p.add_argument(
+        "--max-images",
+        type=int,
+        default=DEFAULT_MAX_IMAGES,
+        metavar="N",
+        help=f"use at most N calibration images, spread over the folders (default "
+        f"{DEFAULT_MAX_IMAGES})",
+    )
+    add_inference_flags(p)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    from hrpose.cli.options import command_config, parse, resolve_inference
+    from hrpose.config.load import ConfigError
+    from hrpose.config.schema import PoseTrainConfig
+    from hrpose.loading import load_model
+    from hrpose.models import WeightsError
+    from hrpose.quantize import (
+        QuantizeError,
+        calibration_files,
+        quantize_model,
+        read_calibration_images,
+    )
+
+    p = _parser()
+    args, overrides = parse(p, argv, ("inference",))
+    if args.device not in (None, "cpu"):
+        p.error("quantize runs on the CPU; leave out --device")
+    if not args.output or not args.output.endswith(".onnx"):
+        p.error("--output FILE.onnx is required (the INT8 model file to write)")
+    if not args.calibration:
+        p.error("--calibration DIR is required: a folder of images to calibrate on")
+    try:
+        files = calibration_files(args.calibration, args.max_images)
+        cfg = command_config(PoseTrainConfig, args, overrides)
+        weights = args.weights or cfg.inference.ckpt_path
+        if not weights:
+            p.error("--weights is required (a checkpoint, URL or registered name)")
+        loaded = load_model(weights, backend="torch")
+        settings, _ = resolve_inference(loaded.record.inference, args, overrides)
+        images = read_calibration_images(files)
+        record = loaded.record.with_inference(settings)
+        t0 = time.perf_counter()
+        path = quantize_model(loaded.network, record, images, args.output)
+    except (ConfigError, WeightsError, QuantizeError, ValueError) as e:
+        print(f"hrpose quantize: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:
+        print(f"hrpose quantize: {e}; install the extra: pip install 'hrpose[onnx]'",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    s = record.inference
+    print(
+        f"wrote {path} ({loaded.description}, INT8; calibrated on {len(images)} image(s) at "
+        f"input {s.input_size}, flip {s.flip}, in {time.perf_counter() - t0:.0f} s); run it "
+        f"with `hrpose predict SOURCE --weights {path}`"
+    )
+    return 0

@@ -1,0 +1,240 @@
+"""Static INT8 quantization: a HigherHRNet to an INT8 ONNX file (ONNX Runtime QDQ) that keeps
+its model record, calibrated on images preprocessed exactly as :class:`~hrpose.predict.Predictor`
+preprocesses them.
+
+Weights are int8 per output channel (in a 7-bit range, see :func:`quantize_model`), activations
+uint8 per tensor (min/max over the calibration inputs). The two final 1x1 convolutions
+(``final_layers``: heatmaps and tags at 1/4, heatmaps at 1/2) stay fp32: their outputs are the
+peak heights and tag values the decoder thresholds and compares, and they are a small share of
+the multiply-adds. The file's metadata holds the record (``precision`` int8), ``precision``,
+``quantization`` (method and calibration) and ``architecture_fingerprint`` (the convolution
+layout), which loading checks against the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hrpose.data.images import IMAGE_SUFFIXES, ImageReadError, list_images, read_image
+from hrpose.export import export_onnx
+from hrpose.record import ModelRecord
+
+METHOD = "onnxruntime-static-qdq"
+HEAD = "final_layers"  # the module whose convolutions stay fp32
+DEFAULT_MAX_IMAGES = 16
+
+
+class QuantizeError(ValueError):
+    """Calibration input or a model that cannot be quantized; the message names the fix."""
+
+
+def calibration_files(folders: Sequence[str | Path], max_images: int | None = None) -> list[Path]:
+    """The image files of ``folders`` (each sorted by name, folders in order), at most
+    ``max_images`` spread evenly over them; a missing folder or no images is an error."""
+    if not folders:
+        raise QuantizeError("no calibration folder given: pass --calibration DIR (images)")
+    files: list[Path] = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            what = "a file, not a folder" if folder.exists() else "no such folder"
+            raise QuantizeError(
+                f"calibration folder {folder}: {what}; pass a folder of images (e.g. a few "
+                "frames of the scenes the model will see)"
+            )
+        found = list_images(folder)
+        if not found:
+            raise QuantizeError(
+                f"calibration folder {folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+        files += found
+    if max_images is not None:
+        if max_images < 1:
+            raise QuantizeError(f"max_images must be >= 1, got {max_images}")
+        if len(files) > max_images:  # evenly over the list, so every folder contributes
+            picks = np.linspace(0, len(files) - 1, max_images).round().astype(int)
+            files = [files[i] for i in picks]
+    return files
+
+
+def read_calibration_images(paths: Iterable[str | Path]) -> list[np.ndarray]:
+    """RGB uint8 images of ``paths``; an unreadable one is an error naming it."""
+    images = []
+    for path in paths:
+        try:
+            images.append(read_image(path))
+        except ImageReadError as e:
+            raise QuantizeError(
+                f"calibration image {e}; remove or replace it (every calibration image is used)"
+            ) from None
+    return images
+
+
+def calibration_inputs(images: Iterable[np.ndarray], record: ModelRecord) -> list[np.ndarray]:
+    """(1, 3, h, w) float32 network inputs of RGB images, as the Predictor makes them: every
+    scale of the record's settings at its input size, and the mirror where it flips."""
+    from hrpose.predict import prepare_image
+
+    s = record.inference
+    out = []
+    for image in images:
+        for x in prepare_image(image, s.input_size, s.scales).inputs:
+            out.append(x[None].numpy())
+            if s.flip:
+                out.append(np.ascontiguousarray(x.flip(-1)[None].numpy()))
+    return out
+
+
+def head_nodes(proto: Any) -> list[str]:
+    """Names of the ONNX nodes of the final heatmap/tag convolutions (kept fp32)."""
+    return [n.name for n in proto.graph.node if n.op_type == "Conv" and f"/{HEAD}." in n.name]
+
+
+def conv_weight_shapes(proto: Any) -> list[tuple[int, ...]]:
+    """Weight shape of every (transposed) convolution of an ONNX graph, fp32 or quantized (the
+    int8 initializer behind a DequantizeLinear)."""
+    inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    dq = {n.output[0]: n.input[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"}
+    shapes = []
+    for n in proto.graph.node:
+        if n.op_type in ("Conv", "ConvTranspose"):
+            name = n.input[1]
+            shapes.append(inits.get(name) or inits.get(dq.get(name, ""), ()))
+    return shapes
+
+
+def fingerprint(shapes: Iterable[tuple[int, ...]]) -> str:
+    """Architecture fingerprint: SHA-256 (16 hex digits) of the sorted convolution weight shapes,
+    the same for a torch model and its ONNX graph, whatever the node order or quantization."""
+    text = ";".join(sorted("x".join(map(str, s)) for s in shapes))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """:func:`fingerprint` of a torch model's convolutions."""
+    convs = (m for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d))
+    return fingerprint(tuple(m.weight.shape) for m in convs)
+
+
+def record_fingerprint(record: ModelRecord) -> str:
+    """:func:`fingerprint` of the architecture a record names (built without memory)."""
+    from hrpose.models import HigherHRNet
+
+    with torch.device("meta"):
+        model = HigherHRNet(record.width, record.num_joints, init_weights=False)
+    return model_fingerprint(model)
+
+
+def head_shape(proto: Any) -> tuple[int, int] | None:
+    """(width, joints) the graph's 1/2-resolution heatmap convolution has, None without one."""
+    inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == "Conv" and f"/{HEAD}.1/" in n.name and n.input[1] in inits:
+            out, width = inits[n.input[1]][:2]
+            return int(width), int(out)
+    return None
+
+
+def check_architecture(proto: Any, record: ModelRecord, name: str | Path) -> None:
+    """Refuse a quantized graph whose convolutions are not the architecture its record names."""
+    stored = {p.key: p.value for p in proto.metadata_props}.get("architecture_fingerprint")
+    graph = fingerprint(conv_weight_shapes(proto))
+    expected = record_fingerprint(record)
+    if graph != expected or (stored is not None and stored != graph):
+        shape = head_shape(proto)
+        what = f"W{shape[0]} with {shape[1]} joints" if shape else "another architecture"
+        raise QuantizeError(
+            f"{name}: the graph is {what} (convolution fingerprint {graph}) but its record says "
+            f"{record.name} with {record.num_joints} joints ({expected}); the file was edited or "
+            "mixed up: quantize the original weights again (hrpose quantize)"
+        )
+
+
+def quantize_model(
+    model: nn.Module,
+    record: ModelRecord,
+    images: Sequence[np.ndarray],
+    output: str | Path,
+    *,
+    opset: int = 17,
+) -> Path:
+    """Write ``model`` (a HigherHRNet) as a static INT8 ONNX file calibrated on ``images``
+    (RGB uint8, preprocessed under ``record``'s inference settings); returns the path."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    if not images:
+        raise QuantizeError("no calibration images: give at least one image")
+    inputs = calibration_inputs(images, record)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(inputs)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self.batches, None)
+            return None if x is None else {"image": x}
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    int8_record = replace(record, precision="int8")
+    with tempfile.TemporaryDirectory(prefix="hrpose-quantize-") as tmp:
+        fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
+        export_onnx(model, fp32, record, opset)  # exports a CPU copy: the model is left as is
+        # no symbolic shape inference: it fails on the dynamic Resize of the fusion layers
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        proto = onnx.load(str(pre))
+        keep_fp32 = head_nodes(proto)
+        if len(keep_fp32) != 2:
+            raise QuantizeError(f"expected the 2 final convolutions in the graph: {keep_fp32}")
+        meta = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
+        quantize_static(
+            str(pre),
+            str(output),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+            nodes_to_exclude=keep_fp32,
+            # 7-bit weights: without VNNI, ONNX Runtime's u8s8 kernels (vpmaddubsw) saturate a
+            # pair of 8-bit products at int16, which cost w8-coco-mini 0.07 mean OKS on
+            # coco-mini; 7 bits cannot saturate, and cost no speed (benchmarks/README.md)
+            reduce_range=True,
+        )
+    proto = onnx.load(str(output))
+    meta.update({
+        "model_record": json.dumps(int8_record.to_dict()),
+        "precision": "int8",
+        "quantization": json.dumps({
+            "method": METHOD,
+            "weights": "int8 (7-bit range), symmetric, per output channel",
+            "activations": "uint8, per tensor, min/max calibration",
+            "fp32_nodes": keep_fp32,
+            "calibration_images": len(images),
+            "calibration_inputs": len(inputs),
+        }),
+        "architecture_fingerprint": model_fingerprint(model),
+    })  # fmt: skip
+    del proto.metadata_props[:]  # quantize_static may keep, drop or rename them: write them all
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    check_architecture(proto, int8_record, output)
+    onnx.save(proto, str(output))
+    return output
