@@ -24,10 +24,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from hrpose.cli.options import command_config, parse, resolve_inference
+    from hrpose.cli.options import parse, torch_model_and_record
     from hrpose.config.load import ConfigError
-    from hrpose.config.schema import PoseTrainConfig
-    from hrpose.loading import load_model
     from hrpose.models import WeightsError
 
     p = _parser()
@@ -35,16 +33,11 @@ def main(argv: list[str]) -> int:
     if args.device not in (None, "cpu"):
         p.error("export runs on the CPU; leave out --device")
     try:
-        cfg = command_config(PoseTrainConfig, args, overrides)
-        weights = args.weights or cfg.inference.ckpt_path
-        if not weights:
-            p.error("--weights is required (a checkpoint, URL, registered name or 'random')")
-        loaded = load_model(weights, backend="torch")
-        settings, _ = resolve_inference(loaded.record.inference, args, overrides)
+        kinds = "a checkpoint, URL, registered name or 'random'"
+        loaded, record = torch_model_and_record(p, args, overrides, kinds)
     except (ConfigError, WeightsError, ValueError) as e:
         print(f"hrpose export: {e}", file=sys.stderr)
         return 2
-    record = loaded.record.with_inference(settings)
     try:
         from hrpose.export import export_onnx
 

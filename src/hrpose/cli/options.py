@@ -141,6 +141,24 @@ def resolve_inference(
     return settings, source
 
 
+def torch_model_and_record(
+    p: argparse.ArgumentParser, args: argparse.Namespace, overrides: list[str], kinds: str
+) -> tuple[Any, Any]:
+    """(the torch model of --weights or the config's inference.ckpt_path, its record with the
+    settings resolved: record, then --config, then flags): what export and quantize write.
+    ``kinds`` names what --weights takes, for the missing-weights error."""
+    from hrpose.config.schema import PoseTrainConfig
+    from hrpose.loading import load_model
+
+    cfg = command_config(PoseTrainConfig, args, overrides)
+    weights = args.weights or cfg.inference.ckpt_path
+    if not weights:
+        p.error(f"--weights is required ({kinds})")
+    loaded = load_model(weights, backend="torch")
+    settings, _ = resolve_inference(loaded.record.inference, args, overrides)
+    return loaded, loaded.record.with_inference(settings)
+
+
 # `hrpose train`'s short flags -> the config fields they set (per task).
 TRAIN_SHORT_FLAGS: dict[str, dict[str, tuple[str, ...]]] = {
     "pose": {

@@ -43,10 +43,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from hrpose.cli.options import command_config, parse, resolve_inference
+    from hrpose.cli.options import parse, torch_model_and_record
     from hrpose.config.load import ConfigError
-    from hrpose.config.schema import PoseTrainConfig
-    from hrpose.loading import load_model
     from hrpose.models import WeightsError
     from hrpose.quantize import (
         QuantizeError,
@@ -65,14 +63,9 @@ def main(argv: list[str]) -> int:
         p.error("--calibration DIR is required: a folder of images to calibrate on")
     try:
         files = calibration_files(args.calibration, args.max_images)
-        cfg = command_config(PoseTrainConfig, args, overrides)
-        weights = args.weights or cfg.inference.ckpt_path
-        if not weights:
-            p.error("--weights is required (a checkpoint, URL or registered name)")
-        loaded = load_model(weights, backend="torch")
-        settings, _ = resolve_inference(loaded.record.inference, args, overrides)
+        kinds = "a checkpoint, URL or registered name"
+        loaded, record = torch_model_and_record(p, args, overrides, kinds)
         images = read_calibration_images(files)
-        record = loaded.record.with_inference(settings)
         t0 = time.perf_counter()
         path = quantize_model(loaded.network, record, images, args.output)
     except (ConfigError, WeightsError, QuantizeError, ValueError) as e:
