@@ -17,7 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("format", choices=["onnx"])
     add_common(p, "official, mmpose or hrpose checkpoint, URL, registered name, or 'random'",
-               "model.onnx")  # fmt: skip
+               "model.onnx", "the .onnx file to write (default: model.onnx)")  # fmt: skip
     p.add_argument("--opset", type=int, default=17)
     add_inference_flags(p)
     return p

@@ -49,12 +49,17 @@ def inference_flag_names() -> dict[str, str]:
     return out
 
 
-def add_common(p: argparse.ArgumentParser, weights_help: str, output_default: str | None) -> None:
+def add_common(
+    p: argparse.ArgumentParser,
+    weights_help: str,
+    output_default: str | None,
+    output_help: str = "output folder",
+) -> None:
     """--config, --weights, --output, --device."""
     p.add_argument("--config", help="a YAML config (e.g. configs/pose/*.yaml) whose sections "
                    "this command reads; --section.field=value overrides single fields")  # fmt: skip
     p.add_argument("--weights", help=weights_help)
-    p.add_argument("--output", default=output_default, help="output folder")
+    p.add_argument("--output", default=output_default, help=output_help)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
 
 

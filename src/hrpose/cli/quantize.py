@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
         "--config's inference section, then flags such as --input-size). The .onnx file "
         "carries the record, says int8, and runs with `hrpose predict --weights FILE`.",
     )
-    add_common(p, "official, mmpose or hrpose checkpoint, URL or registered name", None)
+    add_common(p, "official, mmpose or hrpose checkpoint, URL or registered name", None,
+               "the INT8 .onnx file to write (required)")  # fmt: skip
     p.add_argument(
         "--calibration",
         action="extend",
