@@ -142,9 +142,28 @@ def pose_task(cfg: PoseTrainConfig, device: Any, info: Any) -> Any:
     validation = PoseValidation(Path(val_ann), Path(val_images), cfg.trainer.limit_val_batches,
                                 pictures)  # fmt: skip
     model = HigherHRNet(cfg.model.width, cfg.model.num_joints)
+    if cfg.model.qat:
+        model = qat_model(model, cfg)
     record = record_from_training_config(to_dict(cfg), spec)
     return build_pose_task(model, loader, loss_fn, record, validation, info,
                            d.max_bad_fraction, num_files=len(dataset))  # fmt: skip
+
+
+def qat_model(model: Any, cfg: PoseTrainConfig) -> Any:
+    """``model`` prepared for quantization-aware training, after checking the run can do it."""
+    from hrpose.models.qat import prepare_qat
+
+    if not (cfg.setup.pretrained_ckpt_path or cfg.setup.ckpt_path or cfg.setup.resume):
+        raise ValueError(
+            "model.qat=true fine-tunes a trained model, whose BatchNorm statistics it "
+            "freezes: pass --weights W (the fp32 checkpoint to quantize)"
+        )
+    if cfg.trainer.sync_batchnorm:
+        raise ValueError(
+            "model.qat=true freezes BatchNorm statistics, so trainer.sync_batchnorm has "
+            "nothing to do: set --trainer.sync_batchnorm=false"
+        )
+    return prepare_qat(model)
 
 
 def classifier_task(cfg: ClassifierTrainConfig, device: Any, info: Any) -> Any:

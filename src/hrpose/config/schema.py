@@ -145,6 +145,10 @@ class ModelConfig:
     """HRNet width (32 -> W32, 48 -> W48; tiny tests use 8)."""
     num_joints: int = 17
     """Keypoints per person."""
+    qat: bool = False
+    """Quantization-aware fine-tuning: train as the INT8 file computes (hrpose.models.qat:
+    BatchNorm frozen and folded, int8 weights, uint8 activations), from --weights; then
+    `hrpose quantize` the checkpoint (docs/inference.md, "INT8")."""
 
     def __post_init__(self) -> None:
         _check(self.width >= 1, "model.width must be >= 1")
