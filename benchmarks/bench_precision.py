@@ -14,6 +14,13 @@ on coco-mini at 512 with flip, max / mean |output - fp32| on the coco-mini image
 Speed: bench_predict.py's whole-image run (W32, 512, flip, the 640x392 photo) with ``--int8``:
 the official tools/valid.py path, the fp32 default Predictor and INT8, interleaved in one run.
 
+int8-qat is the INT8 file of a quantization-aware fine-tune of w8-coco-mini
+(configs/pose/coco-mini-qat.yaml, trained here unless --qat-weights names one). The spread rows:
+each INT8 model's coco-mini AP when calibrated on other image sets, and run with ONNX Runtime's
+graph optimizations off, with the mean output error of the int8 kernels against fp32 and
+against the same QDQ graph computed in fp32. ``--weights`` puts another coco-mini model (e.g. a
+W32 trained by ``configs/pose/coco-mini.yaml --model.width=32``) in the accuracy table.
+
 A variant is a row of VARIANTS: name -> (LoadedModel, calibration folders) -> Predictor. bf16
 is what ``precision="bf16"`` runs (the backbone under autocast, heads in fp32); it is emulated,
 and so not timed, on a CPU without AVX512-BF16/AMX.
@@ -25,6 +32,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -54,17 +62,48 @@ from test_predict import coco_oks, ground_truth  # noqa: E402
 SHARED = bench_predict.SHARED
 COCO_MINI = SHARED / "coco-mini"
 CALIBRATION = [COCO_MINI / "images", SHARED / "examples"]
+W8 = SHARED / "weights" / "w8-coco-mini.pt"
 
 
 def _int8(loaded: LoadedModel, folders: list[Path]) -> Predictor:
     return bench_predict.int8_predictor(loaded.network, folders, loaded.record)
 
 
+QAT = {"weights": None}  # the QAT fine-tune of w8-coco-mini (--qat-weights, or trained once)
+
+
+def qat_weights() -> Path:
+    """A quantization-aware fine-tune of w8-coco-mini: --qat-weights, else trained here by
+    `hrpose train pose --config configs/pose/coco-mini-qat.yaml` (about 2 minutes)."""
+    if QAT["weights"] is None:
+        from hrpose.cli import main as hrpose_main
+
+        out = Path(tempfile.mkdtemp(prefix="bench-qat-"))
+        t0 = time.perf_counter()
+        config = ROOT / "configs" / "pose" / "coco-mini-qat.yaml"
+        rc = hrpose_main(["train", "pose", "--config", str(config),
+                          f"--weights={SHARED / 'weights' / 'w8-coco-mini.pt'}", f"--output={out}",
+                          "--setup.run_name=qat", "--tracking.log_images=false",
+                          f"--dataloader.train_ds.root={COCO_MINI}",
+                          f"--dataloader.val_ds.root={COCO_MINI}"])  # fmt: skip
+        assert rc == 0, "the QAT fine-tune failed"
+        QAT["weights"] = out / "coco-mini-qat" / "qat" / "checkpoints" / "best.pt"
+        print(f"QAT fine-tune of w8-coco-mini in {time.perf_counter() - t0:.0f} s")
+    return Path(QAT["weights"])
+
+
+def _int8_qat(loaded: LoadedModel, folders: list[Path]) -> Predictor:
+    qat = load_model(qat_weights())
+    return bench_predict.int8_predictor(qat.network, folders, qat.record)
+
+
 VARIANTS: dict[str, Callable[[LoadedModel, list[Path]], Predictor]] = {
     "fp32": lambda loaded, folders: Predictor.from_loaded(loaded),
     "bf16": lambda loaded, folders: Predictor.from_loaded(loaded, precision="bf16"),
     "int8": _int8,
+    "int8-qat": _int8_qat,  # w8-coco-mini only: INT8 of its QAT fine-tune
 }
+W8_ONLY = {"int8-qat"}
 
 
 def match_to_reference(got: People, ref: People) -> tuple[np.ndarray, np.ndarray]:
@@ -94,14 +133,13 @@ def image_sets(frames: int) -> dict[str, list[np.ndarray]]:
     }
 
 
-def bench_w8(variants: list[str], frames: int) -> None:
-    weights = SHARED / "weights" / "w8-coco-mini.pt"
+def bench_w8(variants: list[str], frames: int, weights: Path = W8) -> None:
     loaded = load_model(weights)
     ann = COCO_MINI / "person_keypoints.json"
     annotations = json.loads(ann.read_text())
     sets = image_sets(frames)
     preds = {name: VARIANTS[name](load_model(weights), CALIBRATION) for name in variants}
-    print(f"\nw8-coco-mini.pt ({loaded.record.inference.input_size}, flip "
+    print(f"\n{weights.name} ({loaded.description}; {loaded.record.inference.input_size}, flip "
           f"{loaded.record.inference.flip}): AP on coco-mini, people found at OKS >= 0.5; vs fp32: "
           "fp32 people matched at OKS >= 0.9, median / max joint shift (px)")  # fmt: skip
     refs = {s: [preds["fp32"](im) for im in ims] for s, ims in sets.items()}
@@ -131,7 +169,8 @@ def bench_w32_error(variants: list[str]) -> None:
     model = HigherHRNet(32, init_weights=False)
     model.load_state_dict({k: _official_fill(k, v) for k, v in model.state_dict().items()})
     loaded = LoadedModel(model.eval(), load_model("random", width=32).record, "W32 key-seeded")
-    preds = {name: VARIANTS[name](loaded, CALIBRATION[:1]) for name in variants}
+    preds = {name: VARIANTS[name](loaded, CALIBRATION[:1]) for name in variants
+             if name not in W8_ONLY}  # fmt: skip
     images = [read_image(p) for p in list_images(COCO_MINI / "images")]
     print("\nofficial W32 architecture, key-seeded weights, at 512: |output - fp32| on the "
           "coco-mini images (low: heatmaps+tags at 1/4, high: heatmaps at 1/2)")  # fmt: skip
@@ -154,13 +193,76 @@ def bench_w32_error(variants: list[str]) -> None:
         print(f"  {name:<5} " + "; ".join(cols))
 
 
+SPREAD = {"coco-mini + examples": CALIBRATION, "coco-mini": CALIBRATION[:1],
+          "examples": CALIBRATION[1:]}  # fmt: skip
+
+
+def _ap(pred: Predictor) -> float:
+    ann = COCO_MINI / "person_keypoints.json"
+    stats, _ = evaluate_keypoints(predict_images(pred, image_list(ann), COCO_MINI / "images"), ann)
+    return float(stats["AP"])
+
+
+def bench_int8_spread(variants: list[str]) -> None:
+    """How far coco-mini AP moves between equally valid INT8 files of one model: calibrated on
+    other image sets, and the same file run with ONNX Runtime's graph optimizations off (its
+    QDQ graph computed in fp32 instead of the int8 kernels)."""
+    from hrpose.runtime import OnnxNetwork
+
+    weights = {"int8": SHARED / "weights" / "w8-coco-mini.pt"}
+    if "int8-qat" in variants:
+        weights["int8-qat"] = qat_weights()
+    print("\nw8-coco-mini INT8, coco-mini AP by calibration set; the default file with graph "
+          "optimizations off; mean |heatmaps+tags at 1/4 - fp32| on coco-mini, int8 kernels vs "
+          "the same graph in fp32")  # fmt: skip
+    images = [read_image(p) for p in list_images(COCO_MINI / "images")]
+    for name, path in weights.items():
+        loaded = load_model(path)
+        cols = []
+        for set_name, folders in SPREAD.items():
+            pred = bench_predict.int8_predictor(loaded.network, folders, loaded.record)
+            cols.append(f"{set_name} {_ap(pred):.3f}")
+            if set_name == next(iter(SPREAD)):
+                default = pred
+        plain = bench_predict.onnx_session(default.onnx_path, optimize=False)
+        emulated = Predictor(OnnxNetwork(plain), record=default.record)
+        cols.append(f"graph optimizations off {_ap(emulated):.3f}")
+        fp32 = Predictor.from_loaded(load_model(path))
+        err_q, err_qq = [], []
+        for im in images:
+            ref, got, emu = (p.forward(im)[2][0] for p in (fp32, default, emulated))
+            err_q.append((got - ref).abs().mean().item())
+            err_qq.append((got - emu).abs().mean().item())
+        cols.append(f"|int8 - fp32| {np.mean(err_q):.4f}, |int8 - same graph in fp32| "
+                    f"{np.mean(err_qq):.4f}")  # fmt: skip
+        print(f"  {name:<8} " + "; ".join(cols))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="fp32,bf16,int8", help=f"of {sorted(VARIANTS)}")
+    parser.add_argument("--variants", default="fp32,bf16,int8,int8-qat",
+                        help=f"of {sorted(VARIANTS)}")  # fmt: skip
+    parser.add_argument(
+        "--qat-weights",
+        type=Path,
+        default=None,
+        help="a QAT fine-tune of w8-coco-mini (default: train one, ~2 min)",
+    )
+    parser.add_argument(
+        "--skip-spread",
+        action="store_true",
+        help="leave out the INT8 AP spread between calibration sets",
+    )
+    parser.add_argument("--weights", type=Path, default=W8,
+                        help="the model of the accuracy table: trained on coco-mini (default "
+                        "w8-coco-mini.pt; e.g. a W32 trained by configs/pose/coco-mini.yaml "
+                        "--model.width=32)")  # fmt: skip
     parser.add_argument("--frames", type=int, default=5, help="street.mp4 frames compared")
     parser.add_argument("--repeat", type=int, default=2, help="speed: interleaved runs")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="cpu")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-seeded", action="store_true",
+                        help="leave out the output error of the key-seeded W32")  # fmt: skip
     parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args()
     variants = args.variants.split(",")
@@ -170,9 +272,14 @@ def main() -> None:
         bench_predict.CLOCK["now"] = time.process_time
     print(f"clock: {args.clock}, {torch.get_num_threads()} thread(s); variants {variants}")
     warnings.filterwarnings("ignore", message="INT8 on this CPU")  # stated with the figures
+    QAT["weights"] = args.qat_weights
     if not args.skip_accuracy:
-        bench_w8(variants, args.frames)
-        bench_w32_error(variants)
+        bench_w8([v for v in variants if args.weights == W8 or v not in W8_ONLY], args.frames,
+                 args.weights)  # fmt: skip
+        if not args.skip_seeded:
+            bench_w32_error(variants)
+        if not args.skip_spread and "int8" in variants:
+            bench_int8_spread(variants)
     if not args.skip_speed:
         root = os.environ.get("HRPOSE_OFFICIAL")
         device = torch.device("cpu")

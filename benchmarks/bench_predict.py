@@ -140,12 +140,15 @@ def _predictors(
     return out
 
 
-def onnx_session(path: str | Path):
-    """An ONNX Runtime CPU session on torch's thread count (OMP_NUM_THREADS), as torch runs."""
+def onnx_session(path: str | Path, optimize: bool = True):
+    """An ONNX Runtime CPU session on torch's thread count (OMP_NUM_THREADS), as torch runs;
+    ``optimize=False`` turns the graph optimizations off (a QDQ graph then runs in fp32)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -169,7 +172,9 @@ def int8_predictor(model: torch.nn.Module, folders: list[Path], record=None) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the non-VNNI warning: the README states the CPU
         loaded = load_model(path)
-    return Predictor(OnnxNetwork(onnx_session(path)), record=loaded.record)
+    predictor = Predictor(OnnxNetwork(onnx_session(path)), record=loaded.record)
+    predictor.onnx_path = path  # for a second session on the same file
+    return predictor
 
 
 def bench_image(args, device: torch.device, official) -> None:

@@ -216,3 +216,30 @@ def test_predict_with_an_int8_file_and_on_the_fly(int8: Path, weights: Path, sha
     kp = np.array([r["keypoints"] for r in people]).reshape(-1, 17, 3)
     assert len(kp) >= len(gt) > 0
     assert coco_oks(kp, gt, area).max(0).min() > 0.3  # calibrated on one image: a quick look
+
+
+def test_percentile_calibration_clips_the_ranges(weights: Path, coco_mini: Path,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    """``calibration="percentile"`` ranges sit inside the min/max ones, and the file says so."""
+    from hrpose.export import export_onnx
+    from hrpose.quantize import activation_tensors, percentile_ranges, quantize_model
+
+    loaded = load_model(weights)
+    images = [read_image(p) for p in sorted((coco_mini / "images").glob("*.jpg"))[:2]]
+    fp32 = export_onnx(loaded.network, tmp_path / "fp32.onnx", loaded.record)
+    from hrpose.quantize import calibration_inputs
+
+    inputs = calibration_inputs(images, loaded.record)
+    clipped = percentile_ranges(fp32, inputs, 99.9)
+    full = percentile_ranges(fp32, inputs, 100.0)
+    assert len(clipped) == len(activation_tensors(onnx.load(str(fp32)))) > 100
+    narrower = [n for n in full if clipped[n][1] - clipped[n][0] < full[n][1] - full[n][0]]
+    assert len(narrower) > len(full) // 2
+    assert all(full[n][0] <= clipped[n][0] <= clipped[n][1] <= full[n][1] for n in full)
+    path = quantize_model(loaded.network, loaded.record, images, tmp_path / "p.onnx",
+                          calibration="percentile", percentile=99.99)  # fmt: skip
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert "99.99 percentile" in json.loads(meta["quantization"])["activations"]
+    with pytest.raises(QuantizeError, match="calibration"):
+        quantize_model(loaded.network, loaded.record, images, tmp_path / "x.onnx",
+                       calibration="entropy")  # fmt: skip

@@ -39,6 +39,19 @@ def _parser() -> argparse.ArgumentParser:
         help=f"use at most N calibration images, spread over the folders (default "
         f"{DEFAULT_MAX_IMAGES})",
     )
+    p.add_argument(
+        "--method",
+        choices=("minmax", "percentile"),
+        default="minmax",
+        help="activation ranges: min/max over the calibration inputs (default), or clipped at "
+        "--percentile (for models whose activations have outliers)",
+    )
+    p.add_argument(
+        "--percentile",
+        type=float,
+        default=99.99,
+        help="with --method percentile: the share of values kept (default 99.99)",
+    )
     add_inference_flags(p)
     return p
 
@@ -68,7 +81,8 @@ def main(argv: list[str]) -> int:
         loaded, record = torch_model_and_record(p, args, overrides, kinds)
         images = read_calibration_images(files)
         t0 = time.perf_counter()
-        path = quantize_model(loaded.network, record, images, args.output)
+        path = quantize_model(loaded.network, record, images, args.output,
+                              calibration=args.method, percentile=args.percentile)  # fmt: skip
     except (ConfigError, WeightsError, QuantizeError, ValueError) as e:
         print(f"hrpose quantize: {e}", file=sys.stderr)
         return 2
