@@ -170,3 +170,12 @@ def test_qat_refuses_what_it_cannot_do(flags: list[str], message: str, shared_da
                f"--dataloader.val_ds.root={shared_data / 'coco-mini'}", *flags])  # fmt: skip
     assert rc != 0
     assert message in capsys.readouterr().err
+
+
+def test_another_network_is_refused_untouched() -> None:
+    from hrpose.models import HRNet
+
+    net = HRNet(8)
+    with pytest.raises(ValueError, match="takes a HigherHRNet"):
+        prepare_qat(net)
+    assert not any(isinstance(m, QATConv2d | QuantReLU) for m in net.modules())

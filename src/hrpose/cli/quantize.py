@@ -49,8 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--percentile",
         type=float,
-        default=99.99,
-        help="with --method percentile: the share of values kept (default 99.99)",
+        default=None,
+        help="with --method percentile: the share of values kept, in (50, 100] (default 99.99)",
     )
     add_inference_flags(p)
     return p
@@ -61,6 +61,7 @@ def main(argv: list[str]) -> int:
     from hrpose.config.load import ConfigError
     from hrpose.models import WeightsError
     from hrpose.quantize import (
+        DEFAULT_PERCENTILE,
         QuantizeError,
         calibration_files,
         quantize_model,
@@ -73,6 +74,10 @@ def main(argv: list[str]) -> int:
         p.error("quantize runs on the CPU; leave out --device")
     if not args.output or not args.output.endswith(".onnx"):
         p.error("--output FILE.onnx is required (the INT8 model file to write)")
+    if args.percentile is not None and args.method != "percentile":
+        p.error("--percentile applies to --method percentile: add --method percentile")
+    if args.percentile is not None and not 50.0 < args.percentile <= 100.0:
+        p.error(f"--percentile {args.percentile}: give a share in (50, 100], e.g. 99.99")
     if not args.calibration:
         p.error("--calibration DIR is required: a folder of images to calibrate on")
     try:
@@ -82,7 +87,8 @@ def main(argv: list[str]) -> int:
         images = read_calibration_images(files)
         t0 = time.perf_counter()
         path = quantize_model(loaded.network, record, images, args.output,
-                              calibration=args.method, percentile=args.percentile)  # fmt: skip
+                              calibration=args.method,
+                              percentile=args.percentile or DEFAULT_PERCENTILE)  # fmt: skip
     except (ConfigError, WeightsError, QuantizeError, ValueError) as e:
         print(f"hrpose quantize: {e}", file=sys.stderr)
         return 2

@@ -230,6 +230,8 @@ def prepare_qat(model: nn.Module) -> nn.Module:
     in place, returns ``model``. Train it with BatchNorm statistics frozen: they are folded."""
     if getattr(model, "qat", False):
         return model
+    if type(model) is not HigherHRNet:  # checked before anything changes
+        raise ValueError(f"prepare_qat takes a HigherHRNet, not {type(model).__name__}")
     head = getattr(model, HEAD, None)
     keep = {id(m) for m in head.modules()} if head is not None else set()
     relu_follows = _relus_after_bn(model)
@@ -257,8 +259,6 @@ def prepare_qat(model: nn.Module) -> nn.Module:
             m.__class__ = QATHighResolutionModule
             partial = len(m.fuse_layers) * (m.num_branches - 2)
             m.partial_sums = nn.ModuleList(ActivationQuant() for _ in range(partial))
-    if type(model) is not HigherHRNet:
-        raise ValueError(f"prepare_qat takes a HigherHRNet, not {type(model).__name__}")
     model.__class__ = QATHigherHRNet
     model.quant_low = ActivationQuant()
     model.conv1.quant_in = ActivationQuant()  # the network input
