@@ -52,6 +52,7 @@ from hrpose.evaluation.pose import image_list, predict_images  # noqa: E402
 from hrpose.loading import LoadedModel, load_model  # noqa: E402
 from hrpose.models import HigherHRNet  # noqa: E402
 from hrpose.predict import Predictor  # noqa: E402
+from hrpose.quantize import calibration_files  # noqa: E402
 from hrpose.skeleton import COCO17  # noqa: E402
 from hrpose.structures import People  # noqa: E402
 from hrpose.tracking import oks  # noqa: E402
@@ -238,6 +239,50 @@ def bench_int8_spread(variants: list[str]) -> None:
         print(f"  {name:<8} " + "; ".join(cols))
 
 
+def _search_scores(path: Path, images: list[np.ndarray]) -> tuple[dict, dict, int]:
+    """(coco-mini AP, AP against fp32) of every candidate calibration of the model at
+    ``path``, and its width: one search, each candidate file scored both ways."""
+    from hrpose.calibration_search import (
+        SEARCH_PERCENTILES,
+        agreement_scorer,
+        search_calibration,
+        validation_scorer,
+    )
+
+    loaded = load_model(path)
+    model, record = loaded.network, loaded.record
+    agree: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        by_ap = validation_scorer(COCO_MINI / "person_keypoints.json", COCO_MINI / "images")
+        by_fp32 = agreement_scorer(model, record, images, Path(tmp))
+
+        def score(f: Path) -> float:
+            agree.append(by_fp32(f))
+            return by_ap(f)
+
+        _, aps = search_calibration(model, record, images, Path(tmp) / "int8.onnx", score,
+                                    "coco-mini AP", (*SEARCH_PERCENTILES, 99.0))  # fmt: skip
+    return aps, dict(zip(aps, agree, strict=True)), int(record.width)
+
+
+def bench_calibration_search(models: list[Path]) -> None:
+    """``hrpose quantize --method search`` on coco-mini models: every candidate calibration's
+    coco-mini AP and its AP against the fp32 model's people on the calibration images (the
+    label-free score), and what each score would choose. Calibrated on coco-mini + examples."""
+    print("\nINT8 calibration chosen by accuracy (quantize --method search), calibrated on "
+          "coco-mini + examples: coco-mini AP / AP against fp32 on the calibration "
+          "images")  # fmt: skip
+    images = [read_image(p) for p in calibration_files(CALIBRATION)]
+    for path in models:
+        aps, agree, width = _search_scores(path, images)
+        print(f"  W{width} {path.name}:")
+        for name in aps:
+            print(f"    {name:<18} {aps[name]:.3f} / {agree[name]:.3f}")
+        best_ap, best_agree = (max(d, key=lambda n, d=d: d[n]) for d in (aps, agree))
+        print(f"    chosen by coco-mini AP: {best_ap} (AP {aps[best_ap]:.3f}); by AP against "
+              f"fp32: {best_agree} (coco-mini AP {aps[best_agree]:.3f})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="fp32,bf16,int8,int8-qat",
@@ -252,6 +297,15 @@ def main() -> None:
         "--skip-spread",
         action="store_true",
         help="leave out the INT8 AP spread between calibration sets",
+    )
+    parser.add_argument(
+        "--search",
+        type=Path,
+        nargs="*",
+        default=[W8],
+        metavar="WEIGHTS",
+        help="coco-mini models for the calibration search table (default w8-coco-mini.pt; none "
+        "leaves it out)",
     )
     parser.add_argument("--weights", type=Path, default=W8,
                         help="the model of the accuracy table: trained on coco-mini (default "
@@ -280,6 +334,8 @@ def main() -> None:
             bench_w32_error(variants)
         if not args.skip_spread and "int8" in variants:
             bench_int8_spread(variants)
+        if args.search:
+            bench_calibration_search(args.search)
     if not args.skip_speed:
         root = os.environ.get("HRPOSE_OFFICIAL")
         device = torch.device("cpu")

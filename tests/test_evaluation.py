@@ -10,8 +10,13 @@ import torch
 
 from hrpose.evaluation.classification import TopkAccuracy, topk_correct
 from hrpose.evaluation.coco_eval import STAT_NAMES, evaluate_keypoints, summary_table
-from hrpose.evaluation.coco_results import annotations_as_results, people_to_coco
+from hrpose.evaluation.coco_results import (
+    annotations_as_results,
+    people_as_annotations,
+    people_to_coco,
+)
 from hrpose.evaluation.protocol import ProtocolRecord, sha256_file
+from hrpose.skeleton import COCO17
 from hrpose.structures import InferenceSettings, People
 
 
@@ -97,3 +102,36 @@ def test_topk() -> None:
     acc.update(logits, targets)
     acc.update(logits[:1], targets[:1])
     assert acc.compute() == {"top1": 50.0, "top5": 100.0}
+
+
+def test_people_as_annotations_label_the_confident_joints(tmp_path) -> None:
+    """A reference model's people as ground truth: joints at the threshold or above are visible,
+    the area is their box, a person with none is left out, and the results of the same people
+    score AP 1 against them."""
+    kp = np.zeros((3, 17, 3))
+    kp[0, :, :2] = np.stack([np.linspace(10, 50, 17), np.linspace(20, 100, 17)], 1)
+    kp[0, :, 2] = 0.9
+    kp[0, 16, 2] = 0.2  # below the threshold: not labelled, outside the box
+    kp[1, :, :2] = kp[0, :, :2] + 200
+    kp[1, :, 2] = 0.5
+    kp[2, :, 2] = 0.1  # nobody
+    people = People(kp, kp[:, :, 2].mean(1), np.zeros((3, 17, 1)))
+    anns = people_as_annotations(people, 7, 11, 0.3)
+    assert [a["id"] for a in anns] == [11, 12] and {a["image_id"] for a in anns} == {7}
+    first = np.array(anns[0]["keypoints"]).reshape(17, 3)
+    assert anns[0]["num_keypoints"] == 16 and first[16].tolist() == [0, 0, 0]
+    assert (first[:16, 2] == 2).all() and np.allclose(first[:16, :2], kp[0, :16, :2], atol=1e-3)
+    w, h = kp[0, 15, :2] - kp[0, 0, :2]
+    assert anns[0]["area"] == pytest.approx(w * h) and anns[0]["bbox"][2:] == pytest.approx([w, h])
+    assert people_as_annotations(People.empty(), 0, 1, 0.3) == []
+    dataset = {
+        "images": [{"id": 7, "file_name": "7.jpg", "height": 400, "width": 400}],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "person", "keypoints": list(COCO17.names)}],
+    }
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps(dataset))
+    stats, _ = evaluate_keypoints(people_to_coco(people, 7)[:2], path)
+    assert stats["AP"] == pytest.approx(1.0)
+    moved = People(kp[:2] + [[[40.0, 0, 0]]], people.scores[:2], people.tags[:2])
+    assert evaluate_keypoints(people_to_coco(moved, 7), path)[0]["AP"] < 0.5

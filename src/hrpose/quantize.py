@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -178,18 +179,19 @@ def activation_tensors(proto: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def percentile_ranges(
-    path: str | Path, inputs: Sequence[np.ndarray], percentile: float = DEFAULT_PERCENTILE
-) -> dict[str, tuple[float, float]]:
-    """Each activation's (low, high) range clipped at ``percentile`` (and 100 - percentile) of
-    its values in every input, the widest over the inputs: a range min/max would stretch to a
+def percentile_range_sets(
+    path: str | Path, inputs: Sequence[np.ndarray], percentiles: Sequence[float]
+) -> dict[float, dict[str, tuple[float, float]]]:
+    """For each of ``percentiles``, each activation's (low, high) range clipped at it (and at
+    100 - it) in every input, the widest over the inputs: a range min/max would stretch to a
     few outliers (a trained model's activations can reach 10-15x their 99.9th percentile),
-    leaving the bulk of the values a handful of the 256 levels."""
+    leaving the bulk of the values a handful of the 256 levels. One pass over the inputs."""
     import onnx
     import onnxruntime as ort
 
-    if not 50.0 < percentile <= 100.0:
-        raise QuantizeError(f"percentile must be in (50, 100], got {percentile}")
+    bad = [p for p in percentiles if not 50.0 < p <= 100.0]
+    if bad or not percentiles:
+        raise QuantizeError(f"percentiles must be in (50, 100], got {list(percentiles)}")
     proto = onnx.load(str(path))
     names = activation_tensors(proto)
     outputs = {o.name for o in proto.graph.output}
@@ -198,18 +200,121 @@ def percentile_ranges(
             proto.graph.output.append(onnx.helper.make_tensor_value_info(name, 1, None))
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     wanted = [o.name for o in session.get_outputs() if o.name in set(names)]
-    ranges: dict[str, tuple[float, float]] = {}
+    sets: dict[float, dict[str, tuple[float, float]]] = {p: {} for p in percentiles}
     for x in inputs:
         values = session.run(wanted, {session.get_inputs()[0].name: x})
         for name, v in zip(wanted, values, strict=True):
             flat = v.reshape(-1)
-            k = (len(flat) - 1) * (100.0 - percentile) / 100.0
-            lo_k, hi_k = int(np.floor(k)), int(np.ceil(len(flat) - 1 - k))
-            part = np.partition(flat, (lo_k, hi_k))
-            lo, hi = float(part[lo_k]), float(part[hi_k])
-            old = ranges.get(name, (lo, hi))
-            ranges[name] = (min(old[0], lo), max(old[1], hi))
-    return ranges
+            ks = {p: (len(flat) - 1) * (100.0 - p) / 100.0 for p in percentiles}
+            idx = {p: (int(np.floor(k)), int(np.ceil(len(flat) - 1 - k))) for p, k in ks.items()}
+            part = np.partition(flat, sorted({i for pair in idx.values() for i in pair}))
+            for p, (lo_k, hi_k) in idx.items():
+                lo, hi = float(part[lo_k]), float(part[hi_k])
+                old = sets[p].get(name, (lo, hi))
+                sets[p][name] = (min(old[0], lo), max(old[1], hi))
+    return sets
+
+
+def percentile_ranges(
+    path: str | Path, inputs: Sequence[np.ndarray], percentile: float = DEFAULT_PERCENTILE
+) -> dict[str, tuple[float, float]]:
+    """Each activation's range clipped at ``percentile`` (:func:`percentile_range_sets`)."""
+    return percentile_range_sets(path, inputs, [percentile])[percentile]
+
+
+class Prepared:
+    """A model exported and pre-processed for quantization once, so that several calibrations
+    of it (:func:`search_calibration`) share the export and the activation statistics."""
+
+    def __init__(self, model: nn.Module, record: ModelRecord, images: Sequence[np.ndarray],
+                 folder: Path, opset: int = 17) -> None:  # fmt: skip
+        import onnx
+        from onnxruntime.quantization import quant_pre_process
+
+        if not images:
+            raise QuantizeError("no calibration images: give at least one image")
+        self.record, self.n_images = record, len(images)
+        self.fingerprint = model_fingerprint(model)
+        self.inputs = calibration_inputs(images, record)
+        fp32, self.pre = folder / "fp32.onnx", folder / "pre.onnx"
+        export_onnx(model, fp32, record, opset)  # exports a CPU copy: the model is left as is
+        # no symbolic shape inference: it fails on the dynamic Resize of the fusion layers
+        quant_pre_process(str(fp32), str(self.pre), skip_symbolic_shape=True)
+        self.keep_fp32 = head_nodes(onnx.load(str(self.pre)))
+        if len(self.keep_fp32) != 2:
+            raise QuantizeError(f"expected the 2 final convolutions in the graph: {self.keep_fp32}")
+        self.meta = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
+
+    def write(self, output: str | Path, ranges: dict[str, tuple[float, float]] | None = None,
+              activations: str = "min/max calibration") -> Path:  # fmt: skip
+        """Quantize to ``output``: activation ranges min/max over the inputs, or ``ranges``
+        where given (described by ``activations`` in the metadata)."""
+        import onnx
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+
+        inputs = self.inputs
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.batches = iter(inputs)
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                x = next(self.batches, None)
+                return None if x is None else {"image": x}
+
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        partial = output.with_name(output.name + ".partial")  # a kill leaves no half file
+        overrides = {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
+                     for name, (lo, hi) in (ranges or {}).items()}  # fmt: skip
+        quantize_static(
+            str(self.pre),
+            str(partial),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+            nodes_to_exclude=self.keep_fp32,
+            # 7-bit weights: without VNNI, ONNX Runtime's u8s8 kernels (vpmaddubsw) saturate a
+            # pair of 8-bit products at int16, which cost w8-coco-mini 0.07 mean OKS on
+            # coco-mini; 7 bits cannot saturate, and cost no speed (benchmarks/README.md)
+            reduce_range=True,
+            extra_options={"TensorQuantOverrides": overrides} if overrides else None,
+        )
+        int8_record = replace(self.record, precision="int8")
+        proto = onnx.load(str(partial))
+        meta = dict(self.meta)
+        meta.update({
+            "model_record": json.dumps(int8_record.to_dict()),
+            "precision": "int8",
+            "quantization": json.dumps({
+                "method": METHOD,
+                "weights": "int8 (7-bit range), symmetric, per output channel",
+                "activations": "uint8, per tensor, " + activations,
+                "fp32_nodes": self.keep_fp32,
+                "calibration_images": self.n_images,
+                "calibration_inputs": len(self.inputs),
+            }),
+            "architecture_fingerprint": self.fingerprint,
+        })  # fmt: skip
+        del proto.metadata_props[:]  # quantize_static may keep, drop or rename them: write all
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        try:
+            check_architecture(proto, int8_record, output)
+        except QuantizeError:
+            partial.unlink(missing_ok=True)
+            raise
+        onnx.save(proto, str(partial))
+        os.replace(partial, output)
+        return output
 
 
 def quantize_model(
@@ -228,82 +333,13 @@ def quantize_model(
     ``calibration``: ``minmax`` (each activation's range over the inputs) or ``percentile``
     (clipped at ``percentile``, :func:`percentile_ranges`: for models with outlier
     activations)."""
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
-
-    if not images:
-        raise QuantizeError("no calibration images: give at least one image")
     if calibration not in CALIBRATIONS:
         raise QuantizeError(f"calibration {calibration!r}: use one of {', '.join(CALIBRATIONS)}")
-    inputs = calibration_inputs(images, record)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter(inputs)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self.batches, None)
-            return None if x is None else {"image": x}
-
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    int8_record = replace(record, precision="int8")
+    if not images:
+        raise QuantizeError("no calibration images: give at least one image")
     with tempfile.TemporaryDirectory(prefix="hrpose-quantize-") as tmp:
-        fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
-        export_onnx(model, fp32, record, opset)  # exports a CPU copy: the model is left as is
-        # no symbolic shape inference: it fails on the dynamic Resize of the fusion layers
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        proto = onnx.load(str(pre))
-        keep_fp32 = head_nodes(proto)
-        if len(keep_fp32) != 2:
-            raise QuantizeError(f"expected the 2 final convolutions in the graph: {keep_fp32}")
-        meta = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
-        overrides = {}
-        if calibration == "percentile":
-            ranges = percentile_ranges(pre, inputs, percentile)
-            overrides = {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
-                         for name, (lo, hi) in ranges.items()}  # fmt: skip
-        quantize_static(
-            str(pre),
-            str(output),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            activation_type=QuantType.QUInt8,
-            nodes_to_exclude=keep_fp32,
-            # 7-bit weights: without VNNI, ONNX Runtime's u8s8 kernels (vpmaddubsw) saturate a
-            # pair of 8-bit products at int16, which cost w8-coco-mini 0.07 mean OKS on
-            # coco-mini; 7 bits cannot saturate, and cost no speed (benchmarks/README.md)
-            reduce_range=True,
-            extra_options={"TensorQuantOverrides": overrides} if overrides else None,
-        )
-    proto = onnx.load(str(output))
-    meta.update({
-        "model_record": json.dumps(int8_record.to_dict()),
-        "precision": "int8",
-        "quantization": json.dumps({
-            "method": METHOD,
-            "weights": "int8 (7-bit range), symmetric, per output channel",
-            "activations": "uint8, per tensor, " + (
-                f"{percentile} percentile calibration" if calibration == "percentile"
-                else "min/max calibration"),
-            "fp32_nodes": keep_fp32,
-            "calibration_images": len(images),
-            "calibration_inputs": len(inputs),
-        }),
-        "architecture_fingerprint": model_fingerprint(model),
-    })  # fmt: skip
-    del proto.metadata_props[:]  # quantize_static may keep, drop or rename them: write them all
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    check_architecture(proto, int8_record, output)
-    onnx.save(proto, str(output))
-    return output
+        prepared = Prepared(model, record, images, Path(tmp), opset)
+        if calibration == "minmax":
+            return prepared.write(output)
+        ranges = percentile_ranges(prepared.pre, prepared.inputs, percentile)
+        return prepared.write(output, ranges, f"{percentile} percentile calibration")
