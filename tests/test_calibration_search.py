@@ -53,8 +53,8 @@ def test_the_best_scored_candidate_is_kept(w8, images, tmp_path: Path) -> None:
 
     out, scores = search_calibration(w8.network, w8.record, images[:2], tmp_path / "best.onnx",
                                      score, "test score", (99.99, 99.9))  # fmt: skip
-    assert list(scores) == ["minmax", "percentile 99.99", "percentile 99.9"]
-    assert len(seen) == 3 and "min/max" in seen[0]
+    assert list(scores) == ["minmax", "mean-minmax", "percentile 99.99", "percentile 99.9"]
+    assert len(seen) == 4 and "min/max" in seen[0] and "mean of each input" in seen[1]
     info = _quantization(out)
     assert "99.9 percentile" in info["activations"]
     assert info["selection"] == {"criterion": "test score", "chosen": "percentile 99.9",
@@ -96,7 +96,8 @@ def test_search_by_validation_ap_through_the_command(shared_data: Path, coco_min
     printed = capsys.readouterr().out
     info = _quantization(out)["selection"]
     scores = info["scores"]
-    assert list(scores) == ["minmax", "percentile 99.99"] and info["chosen"] in printed
+    assert list(scores) == ["minmax", "mean-minmax", "percentile 99.99"]
+    assert info["chosen"] in printed
     assert info["chosen"] == max(scores, key=scores.get)
     assert all(f"{name:<18} {v:.3f}" in printed for name, v in scores.items())
     assert validation_scorer(ann, imgs)(out) == pytest.approx(scores[info["chosen"]])

@@ -222,7 +222,13 @@ def test_percentile_calibration_clips_the_ranges(weights: Path, coco_mini: Path,
                                                  tmp_path: Path) -> None:  # fmt: skip
     """``calibration="percentile"`` ranges sit inside the min/max ones, and the file says so."""
     from hrpose.export import export_onnx
-    from hrpose.quantize import activation_tensors, percentile_ranges, quantize_model
+    from hrpose.quantize import (
+        MEAN_MINMAX,
+        activation_tensors,
+        percentile_range_sets,
+        percentile_ranges,
+        quantize_model,
+    )
 
     loaded = load_model(weights)
     images = [read_image(p) for p in sorted((coco_mini / "images").glob("*.jpg"))[:2]]
@@ -236,6 +242,14 @@ def test_percentile_calibration_clips_the_ranges(weights: Path, coco_mini: Path,
     narrower = [n for n in full if clipped[n][1] - clipped[n][0] < full[n][1] - full[n][0]]
     assert len(narrower) > len(full) // 2
     assert all(full[n][0] <= clipped[n][0] <= clipped[n][1] <= full[n][1] for n in full)
+    mean = percentile_range_sets(fp32, inputs, ())[MEAN_MINMAX]  # the mean of per-input ranges
+    assert mean.keys() == full.keys()
+    assert all(full[n][0] <= mean[n][0] <= mean[n][1] <= full[n][1] for n in full)
+    assert sum(mean[n][1] < full[n][1] for n in full) > len(full) // 2  # the two images differ
+    path = quantize_model(loaded.network, loaded.record, images, tmp_path / "m.onnx",
+                          calibration="mean-minmax")  # fmt: skip
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert "mean of each input's min/max" in json.loads(meta["quantization"])["activations"]
     path = quantize_model(loaded.network, loaded.record, images, tmp_path / "p.onnx",
                           calibration="percentile", percentile=99.99)  # fmt: skip
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}

@@ -1,10 +1,11 @@
-"""INT8 activation ranges chosen by accuracy: each candidate calibration (min/max and several
-percentiles) is written and scored, and the best one kept.
+"""INT8 activation ranges chosen by accuracy: each candidate calibration (min/max, the mean of
+each input's min/max, and several percentiles) is written and scored, and the best one kept.
 
-Which percentile suits a model depends on it (a W8 lost AP clipped at 99.9, a W32 with outlier
-activations needed 99.5), so it is measured instead of guessed. The score is COCO AP on an
-annotated image set when one is given, otherwise the AP of the INT8 file's people against the
-fp32 model's people on the calibration images (no labels needed).
+Which one suits a model depends on it (a W8 did best with a light 99.99 percentile clip, a W32 with
+outlier activations collapsed under min/max and kept most of its AP under mean-minmax), so it is
+measured instead of guessed. The score is COCO AP on an annotated image set when one is given,
+otherwise the AP of the INT8 file's people against the fp32 model's people on the calibration
+images (no labels needed).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hrpose.evaluation.coco_eval import evaluate_keypoints
 from hrpose.evaluation.coco_results import people_as_annotations, people_to_coco
 from hrpose.evaluation.pose import image_list, predict_images
 from hrpose.predict import Predictor
-from hrpose.quantize import Prepared, QuantizeError, percentile_range_sets
+from hrpose.quantize import MEAN_MINMAX, Prepared, QuantizeError, percentile_range_sets
 from hrpose.record import ModelRecord
 
 SEARCH_PERCENTILES = (99.999, 99.99, 99.9, 99.5)
@@ -111,8 +112,17 @@ def agreement_scorer(
     return score
 
 
-def candidate_name(percentile: float | None) -> str:
-    return "minmax" if percentile is None else f"percentile {percentile:g}"
+def candidate_name(key: float | str | None) -> str:
+    """``minmax``, ``mean-minmax`` or ``percentile P``."""
+    if key is None or isinstance(key, str):
+        return key or "minmax"
+    return f"percentile {key:g}"
+
+
+DESCRIPTIONS = {
+    None: "min/max calibration",
+    MEAN_MINMAX: "mean of each input's min/max calibration",
+}
 
 
 def search_calibration(
@@ -125,7 +135,7 @@ def search_calibration(
     percentiles: Sequence[float] = SEARCH_PERCENTILES,
     report: Callable[[str, float], None] | None = None,
 ) -> tuple[Path, dict[str, float]]:
-    """Quantize ``model`` with min/max ranges and with each of ``percentiles``, keep the
+    """Quantize ``model`` with min/max ranges, mean-minmax and each of ``percentiles``, keep the
     candidate ``score`` rates highest (min/max on a tie) as ``output``; returns the path and
     every candidate's score. ``criterion`` names the score in the file's metadata; ``report``
     sees each score as it comes."""
@@ -135,12 +145,13 @@ def search_calibration(
     with tempfile.TemporaryDirectory(prefix="hrpose-calibration-search-") as tmp:
         prepared = Prepared(model, record, images, Path(tmp))
         sets = percentile_range_sets(prepared.pre, prepared.inputs, percentiles)
-        candidates = [(None, None), *sets.items()]
+        mean = sets.pop(MEAN_MINMAX)
+        candidates = [(None, None), (MEAN_MINMAX, mean), *sets.items()]
         scores: dict[str, float] = {}
         files: dict[str, Path] = {}
-        for i, (p, ranges) in enumerate(candidates):
-            name = candidate_name(p)
-            what = "min/max calibration" if p is None else f"{p:g} percentile calibration"
+        for i, (key, ranges) in enumerate(candidates):
+            name = candidate_name(key)
+            what = DESCRIPTIONS.get(key) or f"{key:g} percentile calibration"
             files[name] = prepared.write(Path(tmp) / f"candidate-{i}.onnx", ranges, what)
             scores[name] = score(files[name])
             if report:

@@ -160,7 +160,7 @@ def check_architecture(proto: Any, record: ModelRecord, name: str | Path) -> Non
         )
 
 
-CALIBRATIONS = ("minmax", "percentile")
+CALIBRATIONS = ("minmax", "mean-minmax", "percentile")
 DEFAULT_PERCENTILE = 99.99
 
 
@@ -179,18 +179,25 @@ def activation_tensors(proto: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+Ranges = dict[str, tuple[float, float]]
+MEAN_MINMAX = "mean-minmax"
+
+
 def percentile_range_sets(
     path: str | Path, inputs: Sequence[np.ndarray], percentiles: Sequence[float]
-) -> dict[float, dict[str, tuple[float, float]]]:
-    """For each of ``percentiles``, each activation's (low, high) range clipped at it (and at
-    100 - it) in every input, the widest over the inputs: a range min/max would stretch to a
-    few outliers (a trained model's activations can reach 10-15x their 99.9th percentile),
-    leaving the bulk of the values a handful of the 256 levels. One pass over the inputs."""
+) -> dict[float | str, Ranges]:
+    """Activation ranges of several calibrations from one pass over the inputs.
+
+    For each of ``percentiles``: each activation's (low, high) clipped at it (and at 100 - it)
+    in every input, the widest over the inputs; a range min/max would stretch to a few
+    outliers (a trained model's activations can reach 10-15x their 99.9th percentile), leaving
+    the bulk of the values a handful of the 256 levels. Under :data:`MEAN_MINMAX`: the mean over
+    the inputs of each input's min and max, which the rare outlier moves less."""
     import onnx
     import onnxruntime as ort
 
     bad = [p for p in percentiles if not 50.0 < p <= 100.0]
-    if bad or not percentiles:
+    if bad:
         raise QuantizeError(f"percentiles must be in (50, 100], got {list(percentiles)}")
     proto = onnx.load(str(path))
     names = activation_tensors(proto)
@@ -200,18 +207,26 @@ def percentile_range_sets(
             proto.graph.output.append(onnx.helper.make_tensor_value_info(name, 1, None))
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     wanted = [o.name for o in session.get_outputs() if o.name in set(names)]
-    sets: dict[float, dict[str, tuple[float, float]]] = {p: {} for p in percentiles}
+    sets: dict[float | str, Ranges] = {p: {} for p in percentiles}
+    sums = np.zeros((len(wanted), 2))
     for x in inputs:
         values = session.run(wanted, {session.get_inputs()[0].name: x})
-        for name, v in zip(wanted, values, strict=True):
+        for j, (name, v) in enumerate(zip(wanted, values, strict=True)):
             flat = v.reshape(-1)
+            sums[j] += flat.min(), flat.max()
             ks = {p: (len(flat) - 1) * (100.0 - p) / 100.0 for p in percentiles}
             idx = {p: (int(np.floor(k)), int(np.ceil(len(flat) - 1 - k))) for p, k in ks.items()}
+            if not idx:
+                continue
             part = np.partition(flat, sorted({i for pair in idx.values() for i in pair}))
             for p, (lo_k, hi_k) in idx.items():
                 lo, hi = float(part[lo_k]), float(part[hi_k])
                 old = sets[p].get(name, (lo, hi))
                 sets[p][name] = (min(old[0], lo), max(old[1], hi))
+    mean = sums / max(len(inputs), 1)
+    sets[MEAN_MINMAX] = {
+        n: (float(lo), float(hi)) for n, (lo, hi) in zip(wanted, mean, strict=True)
+    }
     return sets
 
 
@@ -330,9 +345,9 @@ def quantize_model(
     """Write ``model`` (a HigherHRNet) as a static INT8 ONNX file calibrated on ``images``
     (RGB uint8, preprocessed under ``record``'s inference settings); returns the path.
 
-    ``calibration``: ``minmax`` (each activation's range over the inputs) or ``percentile``
-    (clipped at ``percentile``, :func:`percentile_ranges`: for models with outlier
-    activations)."""
+    ``calibration``: ``minmax`` (each activation's range over the inputs), ``mean-minmax``
+    (the mean of each input's range) or ``percentile`` (clipped at ``percentile``,
+    :func:`percentile_ranges`); the last two are for models with outlier activations."""
     if calibration not in CALIBRATIONS:
         raise QuantizeError(f"calibration {calibration!r}: use one of {', '.join(CALIBRATIONS)}")
     if not images:
@@ -341,5 +356,8 @@ def quantize_model(
         prepared = Prepared(model, record, images, Path(tmp), opset)
         if calibration == "minmax":
             return prepared.write(output)
+        if calibration == MEAN_MINMAX:
+            ranges = percentile_range_sets(prepared.pre, prepared.inputs, ())[MEAN_MINMAX]
+            return prepared.write(output, ranges, "mean of each input's min/max calibration")
         ranges = percentile_ranges(prepared.pre, prepared.inputs, percentile)
         return prepared.write(output, ranges, f"{percentile} percentile calibration")

@@ -42,12 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--method",
-        choices=("minmax", "percentile", "search"),
+        choices=("minmax", "mean-minmax", "percentile", "search"),
         default="minmax",
-        help="activation ranges: min/max over the calibration inputs (default); clipped at "
-        "--percentile (for models whose activations have outliers); or search: min/max and "
-        "each of --percentiles written and scored, the best kept (by COCO AP on --annotations "
-        "and --images, else by AP against the fp32 model's people on the calibration images)",
+        help="activation ranges: min/max over the calibration inputs (default); mean-minmax, "
+        "the mean of each input's min/max, or clipped at --percentile (both for models whose "
+        "activations have outliers); or search: min/max, mean-minmax and each of "
+        "--percentiles written and scored, the best kept (by COCO AP on --annotations and "
+        "--images, else by AP against the fp32 model's people on the calibration images)",
     )
     p.add_argument(
         "--percentile",
