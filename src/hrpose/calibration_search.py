@@ -11,7 +11,6 @@ images (no labels needed).
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,7 +23,13 @@ from hrpose.evaluation.coco_eval import evaluate_keypoints
 from hrpose.evaluation.coco_results import people_as_annotations, people_to_coco
 from hrpose.evaluation.pose import image_list, predict_images
 from hrpose.predict import Predictor
-from hrpose.quantize import MEAN_MINMAX, Prepared, QuantizeError, percentile_range_sets
+from hrpose.quantize import (
+    MEAN_MINMAX,
+    Prepared,
+    QuantizeError,
+    percentile_range_sets,
+    save_atomically,
+)
 from hrpose.record import ModelRecord
 
 SEARCH_PERCENTILES = (99.999, 99.99, 99.9, 99.5)
@@ -163,7 +168,5 @@ def search_calibration(
         info["selection"] = {"criterion": criterion, "chosen": best, "scores": scores}
         entry.value = json.dumps(info)
         output.parent.mkdir(parents=True, exist_ok=True)
-        partial = output.with_name(output.name + ".partial")
-        onnx.save(proto, str(partial))
-        os.replace(partial, output)
+        save_atomically(proto, output)
     return output, scores

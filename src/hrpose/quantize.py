@@ -272,7 +272,9 @@ class Prepared:
             quantize_static,
         )
 
-        inputs = self.inputs
+        # ranges cover every activation, so ONNX Runtime's own min/max pass (which the
+        # overrides replace) needs only one input
+        inputs = self.inputs[:1] if ranges else self.inputs
 
         class Reader(CalibrationDataReader):
             def __init__(self) -> None:
@@ -327,9 +329,17 @@ class Prepared:
         except QuantizeError:
             partial.unlink(missing_ok=True)
             raise
-        onnx.save(proto, str(partial))
-        os.replace(partial, output)
-        return output
+        return save_atomically(proto, output)
+
+
+def save_atomically(proto: Any, output: Path) -> Path:
+    """Save an ONNX model to ``output`` through a ``.partial`` file: a kill leaves no half file."""
+    import onnx
+
+    partial = output.with_name(output.name + ".partial")
+    onnx.save(proto, str(partial))
+    os.replace(partial, output)
+    return output
 
 
 def quantize_model(

@@ -62,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="P",
-        help=f"with --method search: the percentiles tried besides min/max (default "
-        f"{' '.join(f'{v:g}' for v in SEARCH_PERCENTILES)})",
+        help="with --method search: the percentiles tried besides min/max and mean-minmax "
+        f"(default {' '.join(f'{v:g}' for v in SEARCH_PERCENTILES)})",
     )
     p.add_argument("--annotations", help="with --method search: a COCO keypoints JSON to score "
                    "the candidates on (COCO AP), with --images")  # fmt: skip
