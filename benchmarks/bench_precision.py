@@ -53,6 +53,7 @@ from hrpose.loading import LoadedModel, load_model  # noqa: E402
 from hrpose.models import HigherHRNet  # noqa: E402
 from hrpose.predict import Predictor  # noqa: E402
 from hrpose.quantize import calibration_files  # noqa: E402
+from hrpose.runtime import cpu_has_native_bf16  # noqa: E402
 from hrpose.skeleton import COCO17  # noqa: E402
 from hrpose.structures import People  # noqa: E402
 from hrpose.tracking import oks  # noqa: E402
@@ -342,8 +343,9 @@ def main() -> None:
         official = bench_predict._official(root, 32, device) if root else None
         if official is None:
             print("HRPOSE_OFFICIAL not set: no official comparison")
+        bf16 = "bf16" in variants and cpu_has_native_bf16()  # emulated bf16 is not timed
         speed = argparse.Namespace(width=32, repeat=args.repeat, no_fast=True,
-                                   int8="int8" in variants)  # fmt: skip
+                                   int8="int8" in variants, bf16=bf16)  # fmt: skip
         bench_predict.bench_image(speed, device, official)
 
 

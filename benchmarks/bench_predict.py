@@ -128,9 +128,15 @@ def _fmt(times: list[float]) -> str:
 
 
 def _predictors(
-    model: torch.nn.Module, device: torch.device, fast: bool, int8: bool = False
+    model: torch.nn.Module,
+    device: torch.device,
+    fast: bool,
+    int8: bool = False,
+    bf16: bool = False,
 ) -> dict[str, Predictor]:
     out = {"default": Predictor(model, device=device)}
+    if bf16:  # what precision="bf16" runs: the backbone under autocast, heads in fp32
+        out["bf16 (backbone)"] = Predictor(model, device=device, precision="bf16")
     if fast:
         opts = fast_options(device)
         name = "fast (" + "+".join(f"{k}={v}" for k, v in opts.items()) + ")"
@@ -188,7 +194,9 @@ def bench_image(args, device: torch.device, official) -> None:
         make_model, network, post = official
         off_model = make_model(model.state_dict())
         runners["official"] = lambda: network(off_model, image)
-    preds = _predictors(model, device, not args.no_fast, getattr(args, "int8", False))
+    preds = _predictors(
+        model, device, not args.no_fast, getattr(args, "int8", False), getattr(args, "bf16", False)
+    )
     for name, p in preds.items():
         runners[name] = lambda p=p: p.forward(image)
     print(f"HigherHRNet-W{args.width}, {size[0]}x{size[1]} photo -> input {w}x{h}, flip, {device}")

@@ -72,6 +72,12 @@ def test_the_file_is_int8_with_its_record(int8: Path, weights: Path) -> None:
     heads = [n for n in proto.graph.node if "final_layers" in n.name and n.op_type == "Conv"]
     assert len(heads) == 2
     assert all(inits.get(n.input[1]) == onnx.TensorProto.FLOAT for n in heads)
+    # the outputs are the heads' fp32 tensors, not a rounded copy (the Concat reads that one)
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    assert {producers[o.name].name for o in proto.graph.output} == {n.name for n in heads}
+    concat = next(n for n in proto.graph.node if n.op_type == "Concat" and "/model/" in n.name)
+    assert "low" not in concat.input
+    assert any(producers[i].op_type == "DequantizeLinear" for i in concat.input)
     original = load_model(weights)
     assert meta["architecture_fingerprint"] == model_fingerprint(original.network)
     with pytest.warns(UserWarning) if not runtime.cpu_has_vnni() else warnings.catch_warnings():
@@ -80,6 +86,9 @@ def test_the_file_is_int8_with_its_record(int8: Path, weights: Path) -> None:
     assert loaded.record.keypoint_spec == original.record.keypoint_spec
     predictor = Predictor.from_loaded(loaded)
     assert predictor.precision == "int8" and predictor.input_size == 192
+    image = np.random.default_rng(0).integers(0, 256, (192, 192, 3), dtype=np.uint8)
+    low = predictor.forward(image)[2][0]
+    assert len(np.unique(low.numpy())) > 256  # not 256 uint8 levels
 
 
 def test_int8_finds_every_annotated_person(int8: Path, coco_mini: Path) -> None:

@@ -6,9 +6,11 @@ Weights are int8 per output channel (in a 7-bit range, see :func:`quantize_model
 uint8 per tensor (min/max over the calibration inputs). The two final 1x1 convolutions
 (``final_layers``: heatmaps and tags at 1/4, heatmaps at 1/2) stay fp32: their outputs are the
 peak heights and tag values the decoder thresholds and compares, and they are a small share of
-the multiply-adds. The file's metadata holds the record (``precision`` int8), ``precision``,
-``quantization`` (method and calibration) and ``architecture_fingerprint`` (the convolution
-layout), which loading checks against the record.
+the multiply-adds; the graph's outputs are those fp32 tensors (:func:`unround_outputs`), only
+the Concat that passes the 1/4 maps to the deconvolution reads a rounded copy. The file's
+metadata holds the record (``precision`` int8), ``precision``, ``quantization`` (method and
+calibration) and ``architecture_fingerprint`` (the convolution layout), which loading checks
+against the record.
 """
 
 from __future__ import annotations
@@ -306,6 +308,7 @@ class Prepared:
         )
         int8_record = replace(self.record, precision="int8")
         proto = onnx.load(str(partial))
+        unround_outputs(proto)
         meta = dict(self.meta)
         meta.update({
             "model_record": json.dumps(int8_record.to_dict()),
@@ -330,6 +333,34 @@ class Prepared:
             partial.unlink(missing_ok=True)
             raise
         return save_atomically(proto, output)
+
+
+def unround_outputs(proto: Any) -> list[str]:
+    """Make each graph output the fp32 tensor its node computes, where ONNX Runtime made it a
+    DequantizeLinear's: a fp32 head's output that a quantized node also reads (the 1/4 heatmaps
+    and tags feed the deconvolution's Concat) is rounded for that reader, and the graph output
+    became the rounded copy, 256 levels for the peaks and tags the decoder compares. The readers
+    keep the rounded copy; returns the outputs changed."""
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    changed = []
+    for out in proto.graph.output:
+        dq = producers.get(out.name)
+        q = (
+            producers.get(dq.input[0])
+            if dq is not None and dq.op_type == "DequantizeLinear"
+            else None
+        )
+        if q is None or q.op_type != "QuantizeLinear":
+            continue
+        source, rounded = q.input[0], out.name + "_rounded"
+        for old, new in ((out.name, rounded), (source, out.name)):  # in this order
+            for node in proto.graph.node:
+                for field in (node.input, node.output):
+                    for i, name in enumerate(field):
+                        if name == old:
+                            field[i] = new
+        changed.append(out.name)
+    return changed
 
 
 def save_atomically(proto: Any, output: Path) -> Path:
