@@ -11,14 +11,16 @@ shift (px) of the matched people's joints (those scoring >= 0.1 in fp32). INT8 o
 is calibrated on coco-mini and the examples (the images it is scored on). Output error: the
 official W32 architecture with the key-seeded weights of tests/test_models.py, INT8 calibrated
 on coco-mini at 512 with flip, max / mean |output - fp32| on the coco-mini images.
-Speed: bench_predict.py's whole-image run (W32, 512, flip, the 640x392 photo) with ``--int8``:
-the official tools/valid.py path, the fp32 default Predictor and INT8, interleaved in one run.
+Speed: bench_predict.py's whole-image run (W32, 512, flip, the 640x392 photo) with ``--int8``
+(and ``--bf16`` where bf16 is native): the official tools/valid.py path, the fp32 default
+Predictor, bf16 and INT8, interleaved in one run.
 
 int8-qat is the INT8 file of a quantization-aware fine-tune of w8-coco-mini
 (configs/pose/coco-mini-qat.yaml, trained here unless --qat-weights names one). The spread rows:
 each INT8 model's coco-mini AP when calibrated on other image sets, and run with ONNX Runtime's
 graph optimizations off, with the mean output error of the int8 kernels against fp32 and
-against the same QDQ graph computed in fp32. ``--weights`` puts another coco-mini model (e.g. a
+against the same QDQ graph computed in fp32. ``--segments``: where the INT8 error sits, each
+network segment left fp32 in turn. ``--weights`` puts another coco-mini model (e.g. a
 W32 trained by ``configs/pose/coco-mini.yaml --model.width=32``) in the accuracy table.
 
 A variant is a row of VARIANTS: name -> (LoadedModel, calibration folders) -> Predictor. bf16
@@ -284,6 +286,49 @@ def bench_calibration_search(models: list[Path]) -> None:
               f"fp32: {best_agree} (coco-mini AP {aps[best_agree]:.3f})")  # fmt: skip
 
 
+def segment_of(node: str) -> str:
+    """The network segment an ONNX node of an exported HigherHRNet belongs to: the stem,
+    layer1, a transition, one branch or the fusion of a stage module, the Concat, the
+    deconvolution (node names follow the module paths: /model/stage3/stage3.1/branches.0/...)."""
+    parts = node.strip("/").split("/")[1:]
+    if parts[0] in ("conv1", "relu", "conv2", "relu_1"):
+        return "stem"
+    if parts[0].startswith("stage") and len(parts) > 2:
+        return parts[1] + ("." + parts[2] if parts[2].startswith("branches") else ".fuse")
+    return parts[0]
+
+
+def bench_segments(weights: Path, percentile: float = 99.99) -> None:
+    """Where the INT8 error sits: the model quantized (``percentile`` ranges, calibrated on
+    coco-mini + examples) with one segment at a time left fp32; its coco-mini AP and mean
+    |heatmaps+tags at 1/4 - fp32| on coco-mini, against everything quantized."""
+    import onnx
+
+    from hrpose.quantize import Prepared, percentile_ranges
+
+    loaded = load_model(weights)
+    fp32 = Predictor.from_loaded(loaded)
+    coco = [read_image(p) for p in list_images(COCO_MINI / "images")]
+    refs = [fp32.forward(im)[2][0] for im in coco]
+    images = [read_image(p) for p in calibration_files(CALIBRATION)]
+    with tempfile.TemporaryDirectory(prefix="bench-segments-") as tmp:
+        prepared = Prepared(loaded.network, loaded.record, images, Path(tmp))
+        ranges = percentile_ranges(prepared.pre, prepared.inputs, percentile)
+        segments: dict[str, list[str]] = {}
+        for node in onnx.load(str(prepared.pre)).graph.node:
+            if node.name not in prepared.keep_fp32:
+                segments.setdefault(segment_of(node.name), []).append(node.name)
+        print(f"\n{weights.name} INT8 (percentile {percentile}) with one segment left fp32: "
+              "coco-mini AP, mean |heatmaps+tags at 1/4 - fp32| on coco-mini")  # fmt: skip
+        for name, nodes in {"(none)": [], **segments}.items():
+            path = prepared.write(Path(tmp) / "int8.onnx", ranges, fp32_nodes=nodes)
+            pred = Predictor.from_loaded(load_model(path))
+            err = [(pred.forward(im)[2][0] - r).abs().mean().item()
+                   for im, r in zip(coco, refs, strict=True)]  # fmt: skip
+            print(f"  {name:<22} {len(nodes):>4} nodes  AP {_ap(pred):.3f}  error "
+                  f"{np.mean(err):.4f}", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="fp32,bf16,int8,int8-qat",
@@ -312,6 +357,9 @@ def main() -> None:
                         help="the model of the accuracy table: trained on coco-mini (default "
                         "w8-coco-mini.pt; e.g. a W32 trained by configs/pose/coco-mini.yaml "
                         "--model.width=32)")  # fmt: skip
+    parser.add_argument("--segments", action="store_true",
+                        help="the segment table: --weights quantized with one network segment "
+                        "at a time left fp32 (~45 quantizations: 7 min for the W8)")  # fmt: skip
     parser.add_argument("--frames", type=int, default=5, help="street.mp4 frames compared")
     parser.add_argument("--repeat", type=int, default=2, help="speed: interleaved runs")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="cpu")
@@ -337,6 +385,8 @@ def main() -> None:
             bench_int8_spread(variants)
         if args.search:
             bench_calibration_search(args.search)
+        if args.segments:
+            bench_segments(args.weights)
     if not args.skip_speed:
         root = os.environ.get("HRPOSE_OFFICIAL")
         device = torch.device("cpu")

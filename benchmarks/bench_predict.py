@@ -9,7 +9,8 @@ Network: the 640x392 coco-mini photo (input 512x832 at 512) through W32 with fli
 the official model module (``lib/models/pose_higher_hrnet.py``, same weights) run eagerly in
 contiguous fp32, two forwards, as ``tools/valid.py``; "default" is ``Predictor()``; "fast" adds
 ``hrpose.predict.fast_options(device)``; "int8" (``--int8``) is the model quantized by
-``hrpose.quantize`` (calibrated on the coco-mini images), run by ONNX Runtime. Decode:
+``hrpose.quantize`` (calibrated on the coco-mini images), run by ONNX Runtime; "bf16"
+(``--bf16``) is ``precision="bf16"``. Decode:
 synthetic network outputs with N planted people (as bench_decode.py) through hrpose's decoder and
 the official post-processing
 (``get_multi_stage_outputs``, ``aggregate_results``, ``HeatmapParser``, ``get_final_preds``).
@@ -208,14 +209,18 @@ def bench_image(args, device: torch.device, official) -> None:
     for _ in range(args.repeat):  # interleaved, so load changes hit every variant alike
         for name, fn in runners.items():
             net[name].append(_timed(fn, device))
-    base = net.get("official")
-    print(f"\nnetwork (preprocess + 2 forwards), ms over {args.repeat} interleaved runs")
+    print(
+        f"\nnetwork (preprocess + 2 forwards), ms over {args.repeat} interleaved runs "
+        "(ratios: runs of one round paired)"
+    )
     for name, times in net.items():
-        ratio = ""
-        if base is not None and name != "official":
-            r = [b / t for b, t in zip(base, times, strict=True)]
-            ratio = f"x{min(r):.2f}-{max(r):.2f} vs official (same run)"
-        print(f"  {name:<40} {_fmt(times)} {ratio}")
+        ratios = []
+        for ref_name in ("official", "default"):
+            ref = net.get(ref_name)
+            if ref is not None and name not in ("official", ref_name):
+                r = [b / t for b, t in zip(ref, times, strict=True)]  # pairs of one round
+                ratios.append(f"x{min(r):.2f}-{max(r):.2f} vs {ref_name}")
+        print(f"  {name:<40} {_fmt(times)} {', '.join(ratios)}")
 
     print("\ndecode of synthetic outputs with N people (median of 3, ms), then whole image")
     names = [n for n in net if n != "official"]
@@ -390,6 +395,12 @@ def main() -> None:
         "--int8",
         action="store_true",
         help="also time INT8 (hrpose quantize, ONNX Runtime QDQ, calibrated on coco-mini)",
+    )
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help='also time precision="bf16" (the backbone under autocast; native only with '
+        "AVX512-BF16 or AMX)",
     )
     parser.add_argument("--keypoints-only", action="store_true")
     parser.add_argument(

@@ -266,3 +266,22 @@ def test_percentile_calibration_clips_the_ranges(weights: Path, coco_mini: Path,
     with pytest.raises(QuantizeError, match="calibration"):
         quantize_model(loaded.network, loaded.record, images, tmp_path / "x.onnx",
                        calibration="entropy")  # fmt: skip
+
+
+def test_named_nodes_stay_fp32(weights: Path, coco_mini: Path, tmp_path: Path) -> None:
+    """``Prepared.write(fp32_nodes=...)`` leaves those nodes fp32 besides the heads, and says so."""
+    from hrpose.quantize import Prepared
+
+    loaded = load_model(weights)
+    images = [read_image(sorted((coco_mini / "images").glob("*.jpg"))[0])]
+    prepared = Prepared(loaded.network, loaded.record, images, tmp_path)
+    stem = [n.name for n in onnx.load(str(prepared.pre)).graph.node
+            if n.name in ("/model/conv1/Conv", "/model/conv2/Conv")]  # fmt: skip
+    assert len(stem) == 2
+    proto = onnx.load(str(prepared.write(tmp_path / "m.onnx", fp32_nodes=stem)))
+    inits = {t.name: t.data_type for t in proto.graph.initializer}
+    convs = {n.name: n for n in proto.graph.node if n.op_type == "Conv"}
+    assert all(inits.get(convs[name].input[1]) == onnx.TensorProto.FLOAT for name in stem)
+    assert inits.get(convs["/model/layer1/layer1.0/conv1/Conv"].input[1]) is None  # quantized
+    info = json.loads({p.key: p.value for p in proto.metadata_props}["quantization"])
+    assert set(stem) < set(info["fp32_nodes"]) and len(info["fp32_nodes"]) == 4

@@ -262,10 +262,16 @@ class Prepared:
             raise QuantizeError(f"expected the 2 final convolutions in the graph: {self.keep_fp32}")
         self.meta = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
 
-    def write(self, output: str | Path, ranges: dict[str, tuple[float, float]] | None = None,
-              activations: str = "min/max calibration") -> Path:  # fmt: skip
+    def write(
+        self,
+        output: str | Path,
+        ranges: dict[str, tuple[float, float]] | None = None,
+        activations: str = "min/max calibration",
+        fp32_nodes: Sequence[str] = (),
+    ) -> Path:
         """Quantize to ``output``: activation ranges min/max over the inputs, or ``ranges``
-        where given (described by ``activations`` in the metadata)."""
+        where given (described by ``activations`` in the metadata); ``fp32_nodes``: graph nodes
+        left fp32 besides the heads (``benchmarks/bench_precision.py --segments``)."""
         import onnx
         from onnxruntime.quantization import (
             CalibrationDataReader,
@@ -299,7 +305,7 @@ class Prepared:
             per_channel=True,
             weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8,
-            nodes_to_exclude=self.keep_fp32,
+            nodes_to_exclude=[*self.keep_fp32, *fp32_nodes],
             # 7-bit weights: without VNNI, ONNX Runtime's u8s8 kernels (vpmaddubsw) saturate a
             # pair of 8-bit products at int16, which cost w8-coco-mini 0.07 mean OKS on
             # coco-mini; 7 bits cannot saturate, and cost no speed (benchmarks/README.md)
@@ -317,7 +323,7 @@ class Prepared:
                 "method": METHOD,
                 "weights": "int8 (7-bit range), symmetric, per output channel",
                 "activations": "uint8, per tensor, " + activations,
-                "fp32_nodes": self.keep_fp32,
+                "fp32_nodes": [*self.keep_fp32, *fp32_nodes],
                 "calibration_images": self.n_images,
                 "calibration_inputs": len(self.inputs),
             }),
