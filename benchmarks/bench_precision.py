@@ -298,13 +298,14 @@ def segment_of(node: str) -> str:
     return parts[0]
 
 
-def bench_segments(weights: Path, percentile: float = 99.99) -> None:
-    """Where the INT8 error sits: the model quantized (``percentile`` ranges, calibrated on
-    coco-mini + examples) with one segment at a time left fp32; its coco-mini AP and mean
-    |heatmaps+tags at 1/4 - fp32| on coco-mini, against everything quantized."""
+def bench_segments(weights: Path, calibration: str = "99.99") -> None:
+    """Where the INT8 error sits: the model quantized (``calibration``: a percentile or
+    mean-minmax, calibrated on coco-mini + examples) with one segment at a time left fp32; its
+    coco-mini AP and mean |heatmaps+tags at 1/4 - fp32| on coco-mini, against everything
+    quantized."""
     import onnx
 
-    from hrpose.quantize import Prepared, percentile_ranges
+    from hrpose.quantize import MEAN_MINMAX, Prepared, percentile_range_sets
 
     loaded = load_model(weights)
     fp32 = Predictor.from_loaded(loaded)
@@ -313,12 +314,14 @@ def bench_segments(weights: Path, percentile: float = 99.99) -> None:
     images = [read_image(p) for p in calibration_files(CALIBRATION)]
     with tempfile.TemporaryDirectory(prefix="bench-segments-") as tmp:
         prepared = Prepared(loaded.network, loaded.record, images, Path(tmp))
-        ranges = percentile_ranges(prepared.pre, prepared.inputs, percentile)
+        key = MEAN_MINMAX if calibration == MEAN_MINMAX else float(calibration)
+        percentiles = [] if key == MEAN_MINMAX else [key]
+        ranges = percentile_range_sets(prepared.pre, prepared.inputs, percentiles)[key]
         segments: dict[str, list[str]] = {}
         for node in onnx.load(str(prepared.pre)).graph.node:
             if node.name not in prepared.keep_fp32:
                 segments.setdefault(segment_of(node.name), []).append(node.name)
-        print(f"\n{weights.name} INT8 (percentile {percentile}) with one segment left fp32: "
+        print(f"\n{weights.name} INT8 ({calibration}) with one segment left fp32: "
               "coco-mini AP, mean |heatmaps+tags at 1/4 - fp32| on coco-mini")  # fmt: skip
         for name, nodes in {"(none)": [], **segments}.items():
             path = prepared.write(Path(tmp) / "int8.onnx", ranges, fp32_nodes=nodes)
@@ -357,9 +360,11 @@ def main() -> None:
                         help="the model of the accuracy table: trained on coco-mini (default "
                         "w8-coco-mini.pt; e.g. a W32 trained by configs/pose/coco-mini.yaml "
                         "--model.width=32)")  # fmt: skip
-    parser.add_argument("--segments", action="store_true",
-                        help="the segment table: --weights quantized with one network segment "
-                        "at a time left fp32 (~45 quantizations: 7 min for the W8)")  # fmt: skip
+    parser.add_argument("--segments", nargs="?", const="99.99", default=None,
+                        metavar="RANGES",
+                        help="the segment table: --weights quantized (RANGES: a percentile, "
+                        "default 99.99, or mean-minmax) with one network segment at a time "
+                        "left fp32 (~43 quantizations: 7 min for the W8)")  # fmt: skip
     parser.add_argument("--frames", type=int, default=5, help="street.mp4 frames compared")
     parser.add_argument("--repeat", type=int, default=2, help="speed: interleaved runs")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="cpu")
@@ -386,7 +391,7 @@ def main() -> None:
         if args.search:
             bench_calibration_search(args.search)
         if args.segments:
-            bench_segments(args.weights)
+            bench_segments(args.weights, args.segments)
     if not args.skip_speed:
         root = os.environ.get("HRPOSE_OFFICIAL")
         device = torch.device("cpu")
