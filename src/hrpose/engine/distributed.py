@@ -7,6 +7,7 @@ Everything else asks :func:`is_main` or receives a :class:`DistInfo`. Without to
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import pickle
 from collections.abc import Callable, Mapping
@@ -94,8 +95,13 @@ def _attempt_store(info: DistInfo, timeout: datetime.timedelta) -> dist.Store | 
 
 
 def cleanup() -> None:
-    """Leave the process group (safe to call when none exists)."""
+    """Leave the process group (safe to call when none exists). Unreachable objects that hold
+    it (a DDP wrapper in a reference cycle) are collected first: left to the interpreter's
+    shutdown, gloo's threads can free them without the GIL there and abort the process (seen in
+    tests/test_engine_ddp_faults.py under load: a rank that had finished its work exited with
+    SIGABRT, "terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
