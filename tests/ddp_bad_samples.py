@@ -4,6 +4,8 @@ own unreadable files; both must know the same set and stop at the same step."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import torch
 
@@ -29,8 +31,11 @@ def main() -> None:
         except TooManyBadSamples as e:
             stopped, message = i, str(e)
             break
-    print("RESULT " + json.dumps({"rank": info.rank, "files": list(counter.files),
-                                  "stopped": stopped, "message": message}), flush=True)  # fmt: skip
+    line = "RESULT " + json.dumps({"rank": info.rank, "files": list(counter.files),
+                                   "stopped": stopped, "message": message}) + "\n"  # fmt: skip
+    # one write of the whole line: both ranks share the pipe, and print's separate write of the
+    # newline let the other rank's line land between (seen once in CI)
+    os.write(sys.stdout.fileno(), line.encode())
     dist_utils.cleanup()
 
 
