@@ -332,6 +332,20 @@ def bench_segments(weights: Path, calibration: str = "99.99") -> None:
                   f"{np.mean(err):.4f}", flush=True)  # fmt: skip
 
 
+def _ranges_arg(value: str) -> str:
+    """--segments RANGES: mean-minmax or a percentile in (50, 100]."""
+    if value == "mean-minmax":
+        return value
+    try:
+        if 50.0 < float(value) <= 100.0:
+            return value
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"{value!r}: give mean-minmax or a percentile in (50, 100], e.g. 99.99"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="fp32,bf16,int8,int8-qat",
@@ -361,7 +375,7 @@ def main() -> None:
                         "w8-coco-mini.pt; e.g. a W32 trained by configs/pose/coco-mini.yaml "
                         "--model.width=32)")  # fmt: skip
     parser.add_argument("--segments", nargs="?", const="99.99", default=None,
-                        metavar="RANGES",
+                        metavar="RANGES", type=_ranges_arg,
                         help="the segment table: --weights quantized (RANGES: a percentile, "
                         "default 99.99, or mean-minmax) with one network segment at a time "
                         "left fp32 (~43 quantizations: 7 min for the W8)")  # fmt: skip

@@ -351,11 +351,9 @@ def unround_outputs(proto: Any) -> list[str]:
     changed = []
     for out in proto.graph.output:
         dq = producers.get(out.name)
-        q = (
-            producers.get(dq.input[0])
-            if dq is not None and dq.op_type == "DequantizeLinear"
-            else None
-        )
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = producers.get(dq.input[0])
         if q is None or q.op_type != "QuantizeLinear":
             continue
         source, rounded = q.input[0], out.name + "_rounded"
